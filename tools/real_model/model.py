@@ -41,7 +41,8 @@ def dense_causal_attention(q, k, v, q_pos, sm_scale, chunk=512):
     """Full causal attention: query t (at position q_pos[t]) attends to keys 0..q_pos[t].
 
     q [T,Hq,d], k/v [N,Hkv,d]; GQA: query head h uses KV head h // (Hq/Hkv). Rows are chunked
-    to bound the score matrix to chunk × N per head. Complexity O(T·N·Hq·d).
+    to bound the score matrix to chunk × N per head, and each chunk reads only the keys it can
+    see. Complexity O(T·N·Hq·d).
     """
     T, Hq, d = q.shape
     Hkv = k.shape[1]
@@ -50,12 +51,13 @@ def dense_causal_attention(q, k, v, q_pos, sm_scale, chunk=512):
     keys = np.arange(k.shape[0])
     for c0 in range(0, T, chunk):
         c1 = min(T, c0 + chunk)
-        mask = keys[None, :] <= q_pos[c0:c1, None]                      # [c, N]
+        n = int(q_pos[c0:c1].max()) + 1                                 # causal key limit
+        mask = keys[None, :n] <= q_pos[c0:c1, None]                     # [c, n]
         for h in range(Hkv):
             qh = q[c0:c1, h * g:(h + 1) * g, :].transpose(1, 0, 2)      # [g, c, d]
-            s = (qh @ k[:, h, :].T) * sm_scale                           # [g, c, N]
+            s = (qh @ k[:n, h, :].T) * sm_scale                          # [g, c, n]
             p = softmax(np.where(mask[None], s, -np.inf))
-            out[c0:c1, h * g:(h + 1) * g, :] = (p @ v[:, h, :]).transpose(1, 0, 2)
+            out[c0:c1, h * g:(h + 1) * g, :] = (p @ v[:n, h, :]).transpose(1, 0, 2)
     return out
 
 

@@ -1,0 +1,151 @@
+// BlockTopK: the k largest (or smallest) of the items a thread block holds in registers, in the
+// shape of CUB's block primitives (cub::BlockRadixSort): the caller provides an aliasable
+// TempStorage and each thread passes its ITEMS_PER_THREAD items in a blocked arrangement (thread t
+// holds items t * ITEMS_PER_THREAD + i). Selection is exact: ties at the k-th score go to the lower
+// item index, NaN is never selected, -0 equals +0, and items at or past num_valid are ignored.
+//
+// Method: radix select over 8-bit digits of RadixKey (2 passes for 16-bit scores, 4 for fp32,
+// fewer when the k-th bucket is exhausted early), then one block scan that numbers the selected
+// items in index order. Cost per call: one shared-memory histogram per pass plus one scan; no
+// global memory traffic. Usable inside any kernel whose block has BLOCK_THREADS threads.
+#pragma once
+
+#include <cub/block/block_scan.cuh>
+
+#include <cstdint>
+
+#include "hylra/core/config.hpp"
+#include "hylra/topk/radix_bucket.cuh"
+#include "hylra/topk/radix_key.cuh"
+
+HYLRA_NAMESPACE_BEGIN
+
+template <typename KeyT, int BLOCK_THREADS, int ITEMS_PER_THREAD, typename ValueT = int>
+class BlockTopK {
+  using Key = RadixKey<KeyT>;
+  using Bits = typename Key::Bits;
+  using Bucket = BlockRadixBucket<BLOCK_THREADS>;
+  // Counts of items above the threshold (low half) and tied with it (high half), scanned together.
+  using CountScan = cub::BlockScan<unsigned long long, BLOCK_THREADS>;
+
+  struct _TempStorage {
+    int histogram[kRadixBins];
+    typename Bucket::TempStorage bucket;
+    typename CountScan::TempStorage scan;
+  };
+
+ public:
+  static constexpr int kTileItems = BLOCK_THREADS * ITEMS_PER_THREAD;
+  struct TempStorage : cub::Uninitialized<_TempStorage> {};
+
+  HYLRA_DEVICE explicit BlockTopK(TempStorage& storage) : storage_(storage.Alias()) {}
+
+  // Numbers the k largest valid items: slots[i] is the item's place in [0, selected) or -1, where
+  // selected = min(k, valid items) is returned to every thread. Selected items above the k-th
+  // score come first, in index order, then the tied ones, in index order.
+  HYLRA_DEVICE int SelectLargest(const KeyT (&keys)[ITEMS_PER_THREAD], int (&slots)[ITEMS_PER_THREAD], int k,
+                                 int num_valid = kTileItems) {
+    return select<true>(keys, slots, k, num_valid);
+  }
+
+  HYLRA_DEVICE int SelectSmallest(const KeyT (&keys)[ITEMS_PER_THREAD], int (&slots)[ITEMS_PER_THREAD], int k,
+                                  int num_valid = kTileItems) {
+    return select<false>(keys, slots, k, num_valid);
+  }
+
+  // As above, and scatters each selected item's key and value to out_keys[slot] and
+  // out_values[slot] (shared or global memory; either may be null). Slots past the returned
+  // count are left untouched.
+  HYLRA_DEVICE int SelectLargest(const KeyT (&keys)[ITEMS_PER_THREAD], const ValueT (&values)[ITEMS_PER_THREAD],
+                                 KeyT* out_keys, ValueT* out_values, int k, int num_valid = kTileItems) {
+    int slots[ITEMS_PER_THREAD];
+    const int selected = select<true>(keys, slots, k, num_valid);
+    scatter(keys, values, slots, out_keys, out_values);
+    return selected;
+  }
+
+  HYLRA_DEVICE int SelectSmallest(const KeyT (&keys)[ITEMS_PER_THREAD], const ValueT (&values)[ITEMS_PER_THREAD],
+                                  KeyT* out_keys, ValueT* out_values, int k, int num_valid = kTileItems) {
+    int slots[ITEMS_PER_THREAD];
+    const int selected = select<false>(keys, slots, k, num_valid);
+    scatter(keys, values, slots, out_keys, out_values);
+    return selected;
+  }
+
+ private:
+  template <bool LARGEST>
+  HYLRA_DEVICE int select(const KeyT (&scores)[ITEMS_PER_THREAD], int (&slots)[ITEMS_PER_THREAD], int k,
+                          int num_valid) {
+    Bits keys[ITEMS_PER_THREAD];
+#pragma unroll
+    for (int i = 0; i < ITEMS_PER_THREAD; ++i) {
+      const int index = threadIdx.x * ITEMS_PER_THREAD + i;
+      keys[i] = index < num_valid ? Key::make(scores[i], LARGEST) : Key::kInvalid;
+      slots[i] = -1;
+    }
+    if (k <= 0) return 0;
+
+    // Invariant: the selection is every valid key whose masked bits exceed `prefix`, plus the
+    // first `take` (in index order) whose masked bits equal it.
+    Bits prefix = 0, mask = 0;
+    int take = k;
+    for (int shift = Key::kBits - kRadixDigitBits; shift >= 0; shift -= kRadixDigitBits) {
+      for (int b = threadIdx.x; b < kRadixBins; b += BLOCK_THREADS) storage_.histogram[b] = 0;
+      __syncthreads();
+#pragma unroll
+      for (int i = 0; i < ITEMS_PER_THREAD; ++i)
+        if (keys[i] != Key::kInvalid && (keys[i] & mask) == prefix)
+          atomicAdd(&storage_.histogram[(keys[i] >> shift) & (kRadixBins - 1)], 1);
+      __syncthreads();
+      const RadixBucket bucket =
+          Bucket(storage_.bucket).find([this](int digit) { return storage_.histogram[digit]; }, take);
+      if (bucket.total < take) {  // fewer valid items than k (first pass only): take them all
+        take = bucket.total;
+        break;
+      }
+      prefix |= static_cast<Bits>(bucket.digit) << shift;
+      mask |= static_cast<Bits>(kRadixBins - 1) << shift;
+      take = bucket.remaining;
+      if (bucket.remaining == bucket.count) break;  // the whole bucket is taken: no finer digit needed
+    }
+
+    unsigned long long counts = 0;
+#pragma unroll
+    for (int i = 0; i < ITEMS_PER_THREAD; ++i) {
+      if (keys[i] == Key::kInvalid) continue;
+      const Bits masked = keys[i] & mask;
+      counts += masked > prefix ? 1ull : (masked == prefix ? 1ull << 32 : 0ull);
+    }
+    unsigned long long before, totals;
+    CountScan(storage_.scan).ExclusiveSum(counts, before, totals);
+    const int above_total = static_cast<int>(totals & 0xFFFFFFFFu);
+    int above = static_cast<int>(before & 0xFFFFFFFFu);
+    int tied = static_cast<int>(before >> 32);
+#pragma unroll
+    for (int i = 0; i < ITEMS_PER_THREAD; ++i) {
+      if (keys[i] == Key::kInvalid) continue;
+      const Bits masked = keys[i] & mask;
+      if (masked > prefix) {
+        slots[i] = above++;
+      } else if (masked == prefix) {
+        if (tied < take) slots[i] = above_total + tied;
+        ++tied;
+      }
+    }
+    return above_total + take;
+  }
+
+  HYLRA_DEVICE static void scatter(const KeyT (&keys)[ITEMS_PER_THREAD], const ValueT (&values)[ITEMS_PER_THREAD],
+                                   const int (&slots)[ITEMS_PER_THREAD], KeyT* out_keys, ValueT* out_values) {
+#pragma unroll
+    for (int i = 0; i < ITEMS_PER_THREAD; ++i) {
+      if (slots[i] < 0) continue;
+      if (out_keys) out_keys[slots[i]] = keys[i];
+      if (out_values) out_values[slots[i]] = values[i];
+    }
+  }
+
+  _TempStorage& storage_;
+};
+
+HYLRA_NAMESPACE_END

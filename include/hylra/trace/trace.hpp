@@ -21,6 +21,7 @@
 
 #include "hylra/core/status.hpp"
 #include "hylra/io/json.hpp"
+#include "hylra/layout/kv_cache.hpp"
 #include "hylra/io/npy.hpp"
 
 HYLRA_NAMESPACE_BEGIN
@@ -53,6 +54,20 @@ struct Trace {
   std::vector<LayerTrace> layers;
 };
 
+// One layer of a trace as a decode batch: sequence i is query i, and all sequences share the
+// layer's K and V through one block table row repeated, with seq_lens[i] = query_position(i) + 1.
+// Owns the table and lengths; the view points into them and into the trace, so it is neither
+// copied nor outlives the trace.
+struct TraceDecodeBatch {
+  std::vector<std::int32_t> block_table;
+  std::vector<std::int32_t> seq_lens;
+  PagedKvCache<const float> kv;
+
+  TraceDecodeBatch() = default;
+  TraceDecodeBatch(const TraceDecodeBatch&) = delete;
+  TraceDecodeBatch& operator=(const TraceDecodeBatch&) = delete;
+};
+
 inline Status validate(const TraceShape& s) {
   if (s.num_layers <= 0) return {StatusCode::kInvalidShape, "trace.num_layers must be positive"};
   if (s.num_qo_heads <= 0 || s.num_kv_heads <= 0) return {StatusCode::kInvalidShape, "trace heads must be positive"};
@@ -64,6 +79,21 @@ inline Status validate(const TraceShape& s) {
     return {StatusCode::kInvalidShape, "trace.num_queries must be in [1, num_tokens]"};
   if (!(s.sm_scale > 0.f)) return {StatusCode::kInvalidValue, "trace.sm_scale must be positive"};
   return Status::success();
+}
+
+// Fills `batch` with the decode view of `layer` of `trace` (pages of one token, so any N works).
+inline Status make_decode_batch(const Trace& trace, int layer, TraceDecodeBatch* batch) {
+  const TraceShape& s = trace.shape;
+  if (layer < 0 || layer >= static_cast<int>(trace.layers.size())) return {StatusCode::kInvalidValue, "trace layer out of range"};
+  batch->block_table.resize(static_cast<std::size_t>(s.num_queries) * s.num_tokens);
+  for (std::size_t i = 0; i < batch->block_table.size(); ++i) batch->block_table[i] = static_cast<std::int32_t>(i % s.num_tokens);
+  batch->seq_lens.resize(s.num_queries);
+  for (int i = 0; i < s.num_queries; ++i) batch->seq_lens[i] = s.query_position(i) + 1;
+  const LayerTrace& l = trace.layers[layer];
+  batch->kv = make_paged_kv_cache<const float>(KvLayout::kNHD, l.k.data(), l.v.data(), s.num_tokens, 1, s.num_kv_heads,
+                                               s.head_dim, batch->block_table.data(), s.num_tokens,
+                                               batch->seq_lens.data(), s.num_queries);
+  return validate(batch->kv);
 }
 
 namespace detail {

@@ -6,6 +6,7 @@ call finds its data cached. hylra and the baselines are timed by the same functi
 tensors in the same process.
 """
 import ctypes
+import datetime
 import os
 import statistics
 import subprocess
@@ -53,10 +54,12 @@ def stream():
 
 
 def header(title):
-    """One line naming the GPU, the commit and the framework versions, for bench/RESULTS.md."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
-    return (f"## {title}\n{torch.cuda.get_device_name()} | torch {torch.__version__} | "
+    """A heading and one line naming the date, GPU, commit and framework versions, for bench/RESULTS.md."""
+    commit = os.environ.get("HYLRA_COMMIT")  # the GPU machine gets a copy of the tree without .git
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            commit = "unknown"
+    return (f"### {title}\n{datetime.date.today()} | {torch.cuda.get_device_name()} | torch {torch.__version__} | "
             f"cuDNN {torch.backends.cudnn.version()} | commit {commit or 'unknown'}\n")

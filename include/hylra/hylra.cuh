@@ -1,0 +1,20 @@
+// hylra umbrella header: every public building block. Engines that use one or two pieces can
+// include those headers alone (see README's map); this one is for getting started.
+#pragma once
+
+#include "hylra/version.hpp"
+
+#include "hylra/core/dispatch.hpp"
+#include "hylra/core/dtype.hpp"
+#include "hylra/core/launch.hpp"
+#include "hylra/core/status.hpp"
+#include "hylra/core/vec.cuh"
+
+#include "hylra/layout/index_list.hpp"
+#include "hylra/layout/kv_cache.hpp"
+
+#include "hylra/io/json.hpp"
+#include "hylra/io/npy.hpp"
+
+#include "hylra/trace/synthetic.hpp"
+#include "hylra/trace/trace.hpp"

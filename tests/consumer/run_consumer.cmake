@@ -1,0 +1,30 @@
+# Configures, builds and runs tests/consumer/app against hylra (cmake -P script, run by CTest).
+# -DMODE=package|subdirectory -DSOURCE_DIR=<hylra source> -DBINARY_DIR=<hylra build> -DWORK_DIR=<scratch>
+# -DGENERATOR=<generator> -DCUDA_COMPILER=<nvcc>
+file(REMOVE_RECURSE "${WORK_DIR}")
+set(configure_args -S "${SOURCE_DIR}/tests/consumer/app" -B "${WORK_DIR}/build" -G "${GENERATOR}"
+    -DCMAKE_CUDA_COMPILER=${CUDA_COMPILER} -DCMAKE_CUDA_ARCHITECTURES=90 -DHYLRA_CONSUME=${MODE})
+if(MODE STREQUAL "package")
+  execute_process(COMMAND "${CMAKE_COMMAND}" --install "${BINARY_DIR}" --prefix "${WORK_DIR}/prefix"
+                  RESULT_VARIABLE result OUTPUT_QUIET)
+  if(result)
+    message(FATAL_ERROR "installing hylra failed")
+  endif()
+  list(APPEND configure_args "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix")
+else()
+  list(APPEND configure_args "-DHYLRA_SOURCE_DIR=${SOURCE_DIR}")
+endif()
+foreach(step IN ITEMS configure build run)
+  if(step STREQUAL "configure")
+    set(command "${CMAKE_COMMAND}" ${configure_args})
+  elseif(step STREQUAL "build")
+    set(command "${CMAKE_COMMAND}" --build "${WORK_DIR}/build")
+  else()
+    set(command "${WORK_DIR}/build/consumer")
+  endif()
+  execute_process(COMMAND ${command} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(result)
+    message(FATAL_ERROR "consumer ${step} (${MODE}) failed:\n${out}\n${err}")
+  endif()
+endforeach()
+message(STATUS "${out}")

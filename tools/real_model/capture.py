@@ -113,10 +113,16 @@ def main() -> None:
     ap.add_argument("--out", help="trace directory (default: <cache>/trace_<text>)")
     ap.add_argument("--tokens", type=int, default=7168, help="N, context length")
     ap.add_argument("--queries", type=int, default=256, help="M, captured decode positions")
+    ap.add_argument("--force", action="store_true", help="recapture an existing trace")
     a = ap.parse_args()
+    out = a.out or os.path.join(a.cache, f"trace_{a.text}")
+    stats = os.path.join(out, "capture.json")
+    if os.path.exists(stats) and not a.force:
+        with open(stats) as f:
+            print(f"{out} exists (--force recaptures):\n{f.read()}")
+        return
     cfg, w = gguf_model.load(a.cache)
     tok = Tokenizer(gguf_model.load_tokenizer_fields(a.cache))
-    out = a.out or os.path.join(a.cache, f"trace_{a.text}")
     print(json.dumps(capture(Llama(cfg, w), tok, a.text, out, a.tokens, a.queries), indent=1))
 
 

@@ -102,12 +102,27 @@ def select_units(scores: np.ndarray, q_pos: np.ndarray, cfg: SelectConfig) -> np
     everything = (p[:, 0] // B + 1) <= cfg.units                               # [T]
     remaining = cfg.units - forced.sum(axis=1)                                 # [T]
     key = np.where((valid & ~forced)[:, None, :], pooled, -np.inf)
-    order = np.argsort(-key, axis=2, kind="stable")                            # desc, low idx first
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(NB)[None, None, :], axis=2)
-    chosen = (rank < remaining[:, None, None]) & (key > -np.inf)
+    chosen = _top_lower_index_ties(key, np.broadcast_to(remaining[:, None], (T, Hkv)))
     keep = forced[:, None, :] | chosen
     return np.where(everything[:, None, None], valid[:, None, :], keep)
+
+
+def _top_lower_index_ties(key: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Mask of the count[r] largest finite entries of each row of key [..., n]; among equal
+    values the lower index wins. O(n) per row: partition to the row's threshold value, keep
+    everything above it and the first (lowest-index) entries equal to it."""
+    n = key.shape[-1]
+    kmax = int(min(max(count.max(), 1), n))
+    top = -np.partition(-key, kmax - 1, axis=-1)[..., :kmax]                  # kmax largest
+    top = -np.sort(-top, axis=-1)                                              # descending
+    c = np.clip(count, 1, kmax)[..., None]
+    thr = np.take_along_axis(top, c - 1, axis=-1)                              # count-th largest
+    thr = np.where(count[..., None] > 0, thr, np.inf)
+    above = key > thr
+    need = count[..., None] - above.sum(axis=-1, keepdims=True)
+    tie = key == thr
+    chosen = above | (tie & (np.cumsum(tie, axis=-1) <= need))
+    return chosen & (key > -np.inf)
 
 
 def token_mask(units: np.ndarray, q_pos: np.ndarray, block: int, n_tokens: int) -> np.ndarray:

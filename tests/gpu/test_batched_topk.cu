@@ -1,0 +1,323 @@
+// BatchedTopK and BlockPooling against reference::topk_row / pool_blocks: every dtype, N from 1 to
+// 1M, k from 1 to past N, row lengths varying within a launch, adversarial scores, forced
+// positions, sorted output, block-table translation and argument checks. The selected set is
+// compared exactly; every output element is poisoned first and checked written.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "hylra/reference/topk.hpp"
+#include "hylra/topk/batched_topk.cuh"
+#include "hylra/topk/block_pooling.cuh"
+#include "topk_test_util.cuh"
+
+using namespace hylra;
+using namespace topk_test;
+
+namespace {
+
+struct Case {
+  int rows;
+  int cols;
+  int k;
+  Pattern pattern = Pattern::kNormal;
+  bool vary_lengths = true;
+  std::int64_t stride_pad = 0;  // row_stride - cols: odd values exercise the unaligned path
+  bool largest = true;
+  bool sorted = false;
+  int sinks = 0;
+  int recent = 0;
+  int page_size = 0;  // > 0: translate through a random block table
+};
+
+template <typename T>
+bool same_bits(T a, T b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+template <typename T>
+void check_case(const Case& c, std::mt19937_64& rng) {
+  CAPTURE(c.rows);
+  CAPTURE(c.cols);
+  CAPTURE(c.k);
+  CAPTURE(name(c.pattern));
+  CAPTURE(c.stride_pad);
+  CAPTURE(c.largest);
+  CAPTURE(c.sorted);
+  CAPTURE(c.sinks);
+  CAPTURE(c.recent);
+  CAPTURE(c.page_size);
+  const std::int64_t stride = c.cols + c.stride_pad;
+  const std::vector<T> scores = make_scores<T>(static_cast<std::size_t>(c.rows) * stride, c.pattern, rng);
+  std::vector<std::int32_t> lengths(c.rows, c.cols);
+  if (c.vary_lengths) {
+    for (int r = 0; r < c.rows; ++r) lengths[r] = static_cast<int>(rng() % (c.cols + 1));
+    if (c.rows > 1) lengths[1] = 0;  // an empty row
+    lengths[0] = c.cols;             // a full one
+    if (c.rows > 2) lengths[2] = c.cols + 5;  // past N: clamped
+  }
+  // Block table: rows_per_sequence = 2, pages of each sequence shuffled.
+  const int rows_per_sequence = 2;
+  const int max_pages = c.page_size > 0 ? (c.cols + c.page_size - 1) / c.page_size : 0;
+  const int sequences = (c.rows + rows_per_sequence - 1) / rows_per_sequence;
+  std::vector<std::int32_t> table(static_cast<std::size_t>(sequences) * (max_pages + 1), -7);
+  for (int s = 0; s < sequences && c.page_size > 0; ++s) {
+    for (int p = 0; p < max_pages; ++p) table[s * (max_pages + 1) + p] = s * max_pages + p;
+    std::shuffle(table.begin() + s * (max_pages + 1), table.begin() + s * (max_pages + 1) + max_pages, rng);
+  }
+
+  DeviceBuffer<T> d_scores(scores.size());
+  DeviceBuffer<std::int32_t> d_lengths(c.rows), d_indices(static_cast<std::size_t>(c.rows) * c.k), d_counts(c.rows),
+      d_table(table.size());
+  DeviceBuffer<T> d_values(static_cast<std::size_t>(c.rows) * c.k);
+  d_scores.upload(scores);
+  d_lengths.upload(lengths);
+  d_table.upload(table);
+  d_indices.poison();
+  d_values.poison();
+  d_counts.poison();
+
+  typename BatchedTopK<T>::Arguments args;
+  args.scores = d_scores.ptr;
+  args.row_stride = stride;
+  args.num_rows = c.rows;
+  args.num_cols = c.cols;
+  args.lengths = c.vary_lengths ? d_lengths.ptr : nullptr;
+  args.k = c.k;
+  args.indices = d_indices.ptr;
+  args.values = d_values.ptr;
+  args.counts = d_counts.ptr;
+  args.largest = c.largest;
+  args.sorted = c.sorted;
+  args.sink_tokens = c.sinks;
+  args.recent_tokens = c.recent;
+  if (c.page_size > 0) {
+    args.block_table = d_table.ptr;
+    args.block_table_stride = max_pages + 1;
+    args.max_pages = max_pages;
+    args.page_size = c.page_size;
+    args.rows_per_sequence = rows_per_sequence;
+  }
+  REQUIRE(BatchedTopK<T>::workspace_size(args) == 0);
+  const Status status = BatchedTopK<T>::run(args, nullptr, 0, nullptr);
+  REQUIRE_MESSAGE(status.ok(), to_string(status));
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  const std::vector<std::int32_t> indices = d_indices.download(), counts = d_counts.download();
+  const std::vector<T> values = d_values.download();
+
+  const auto translate = [&](int row, int pos) {
+    if (c.page_size <= 0) return pos;
+    return table[(row / rows_per_sequence) * (max_pages + 1) + pos / c.page_size] * c.page_size + pos % c.page_size;
+  };
+  std::vector<int> logical_page(static_cast<std::size_t>(sequences) * max_pages);
+  for (int s = 0; s < sequences && c.page_size > 0; ++s)
+    for (int p = 0; p < max_pages; ++p) logical_page[table[s * (max_pages + 1) + p]] = p;
+  const auto to_logical = [&](int physical) {  // tables of different sequences use disjoint pages
+    if (c.page_size <= 0) return physical;
+    return logical_page[physical / c.page_size] * c.page_size + physical % c.page_size;
+  };
+  for (int r = 0; r < c.rows; ++r) {
+    CAPTURE(r);
+    const int len = std::min(std::max(lengths[r], 0), c.cols);
+    CAPTURE(len);
+    const T* row = scores.data() + static_cast<std::int64_t>(r) * stride;
+    const std::vector<std::int32_t> ref = reference::topk_row(row, c.vary_lengths ? len : c.cols, c.k, c.largest,
+                                                              c.sinks, c.recent);
+    const int selected = static_cast<int>(std::count_if(ref.begin(), ref.end(), [](std::int32_t x) { return x >= 0; }));
+    REQUIRE(counts[r] == selected);
+    std::vector<std::int32_t> want(ref.begin(), ref.begin() + selected);
+    for (auto& p : want) p = translate(r, p);
+    std::vector<std::int32_t> got(indices.begin() + static_cast<std::int64_t>(r) * c.k,
+                                  indices.begin() + static_cast<std::int64_t>(r) * c.k + selected);
+    if (c.sorted) {
+      REQUIRE(got == want);
+    } else {
+      std::sort(want.begin(), want.end());
+      std::sort(got.begin(), got.end());
+      REQUIRE(got == want);
+    }
+    for (int j = 0; j < c.k; ++j) {
+      const std::int64_t o = static_cast<std::int64_t>(r) * c.k + j;
+      if (j >= selected) {
+        REQUIRE(indices[o] == -1);
+        REQUIRE(std::isnan(to_float(values[o])));
+      } else {
+        REQUIRE(same_bits(values[o], row[to_logical(indices[o])]));
+      }
+    }
+  }
+}
+
+const int kSizes[] = {1, 7, 1000, 8192, 131072, 1 << 20};
+
+template <typename T>
+void check_size_grid() {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (int n : kSizes) {
+    const int rows = n >= (1 << 20) ? 2 : (n >= 131072 ? 3 : 5);
+    for (int k : {1, 64, 2048, 4096, n + 3}) check_case<T>(Case{rows, n, k}, rng);
+  }
+}
+
+template <typename T>
+void check_adversarial() {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (Pattern p : kAllPatterns)
+    for (int n : {1000, 8192, 131072})
+      for (int k : {64, 2048}) {
+        Case c{3, n, k, p};
+        c.largest = (n + k) % 3 != 0;
+        check_case<T>(c, rng);
+      }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("BatchedTopK selects exactly the reference set over N and k", T, float, half, __nv_bfloat16) {
+  check_size_grid<T>();
+}
+
+TEST_CASE_TEMPLATE("BatchedTopK on adversarial scores", T, float, half, __nv_bfloat16) { check_adversarial<T>(); }
+
+TEST_CASE_TEMPLATE("BatchedTopK unaligned rows, forced positions, sorted output and block tables", T, float,
+                   __nv_bfloat16) {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  Case unaligned{4, 1001, 100, Pattern::kFewValues};
+  unaligned.stride_pad = 3;
+  check_case<T>(unaligned, rng);
+  Case forced{6, 8192, 256, Pattern::kSpecials};
+  forced.sinks = 4;
+  forced.recent = 64;
+  check_case<T>(forced, rng);
+  Case over{3, 300, 16};  // forced positions outnumber k: the lowest positions win
+  over.sinks = 10;
+  over.recent = 20;
+  check_case<T>(over, rng);
+  for (Pattern p : {Pattern::kNormal, Pattern::kSpecials, Pattern::kFewValues}) {
+    Case sorted{5, 20000, 4096, p};
+    sorted.sorted = true;
+    sorted.largest = p != Pattern::kFewValues;
+    sorted.sinks = 2;
+    check_case<T>(sorted, rng);
+  }
+  Case paged{5, 5000, 333, Pattern::kNormal};
+  paged.page_size = 16;
+  check_case<T>(paged, rng);
+  paged.sorted = true;
+  check_case<T>(paged, rng);
+}
+
+TEST_CASE("BatchedTopK reports bad arguments") {
+  float dummy_scores[4];
+  std::int32_t dummy_indices[4];
+  BatchedTopK<float>::Arguments args;
+  args.scores = dummy_scores;
+  args.indices = dummy_indices;
+  args.num_rows = 1;
+  args.num_cols = 4;
+  args.row_stride = 4;
+  args.k = 2;
+  CHECK(BatchedTopK<float>::can_implement(args).ok());
+  auto bad = args;
+  bad.scores = nullptr;
+  CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kNullPointer);
+  bad = args;
+  bad.k = 0;
+  CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kInvalidValue);
+  bad = args;
+  bad.row_stride = 3;
+  CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kInvalidStride);
+  bad = args;
+  bad.sorted = true;
+  bad.k = 5000;
+  CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kNotSupported);
+  bad = args;
+  bad.block_table = dummy_indices;
+  CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kInvalidShape);
+  CHECK(BatchedTopK<float>::run(bad, nullptr, 0, nullptr) == StatusCode::kInvalidShape);
+}
+
+TEST_CASE_TEMPLATE("BlockPooling then BatchedTopK selects the reference blocks", T, float, half, __nv_bfloat16) {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (int block : {16, 32, 64, 128}) {
+    for (PoolOp op : {PoolOp::kMax, PoolOp::kSum}) {
+      CAPTURE(block);
+      CAPTURE(to_string(op));
+      const int rows = 4, cols = 40000 + block * 3 + 5;
+      const std::int64_t stride = (cols + 7) / 8 * 8;
+      const std::vector<T> scores = make_scores<T>(rows * stride, block == 32 ? Pattern::kSpecials : Pattern::kNormal, rng);
+      std::vector<std::int32_t> lengths = {cols, 0, static_cast<int>(rng() % cols), 1};
+      const int pooled_cols = (cols + block - 1) / block, k = 256;
+      DeviceBuffer<T> d_scores(scores.size());
+      DeviceBuffer<std::int32_t> d_lengths(rows), d_pooled_lengths(rows), d_indices(rows * k);
+      DeviceBuffer<float> d_pooled(static_cast<std::size_t>(rows) * pooled_cols);
+      d_scores.upload(scores);
+      d_lengths.upload(lengths);
+      d_pooled.poison();
+      d_pooled_lengths.poison();
+      d_indices.poison();
+      typename BlockPooling<T>::Arguments pool;
+      pool.scores = d_scores.ptr;
+      pool.row_stride = stride;
+      pool.num_rows = rows;
+      pool.num_cols = cols;
+      pool.lengths = d_lengths.ptr;
+      pool.block_size = block;
+      pool.op = op;
+      pool.pooled = d_pooled.ptr;
+      pool.pooled_stride = pooled_cols;
+      pool.pooled_lengths = d_pooled_lengths.ptr;
+      REQUIRE(BlockPooling<T>::run(pool, nullptr, 0, nullptr).ok());
+      BatchedTopK<float>::Arguments select;
+      select.scores = d_pooled.ptr;
+      select.row_stride = pooled_cols;
+      select.num_rows = rows;
+      select.num_cols = pooled_cols;
+      select.lengths = d_pooled_lengths.ptr;
+      select.k = k;
+      select.indices = d_indices.ptr;
+      REQUIRE(BatchedTopK<float>::run(select, nullptr, 0, nullptr).ok());
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      const auto pooled = d_pooled.download();
+      const auto pooled_lengths = d_pooled_lengths.download();
+      const auto indices = d_indices.download();
+      for (int r = 0; r < rows; ++r) {
+        CAPTURE(r);
+        const std::vector<double> ref = reference::pool_blocks(scores.data() + r * stride, lengths[r], block, op);
+        REQUIRE(pooled_lengths[r] == static_cast<int>(ref.size()));
+        double magnitude = 0;
+        for (int i = 0; i < lengths[r]; ++i) {
+          const double v = std::fabs(reference::score_value(scores[r * stride + i]));
+          if (std::isfinite(v)) magnitude = std::max(magnitude, v);
+        }
+        for (int b = 0; b < pooled_cols; ++b) {
+          const float got = pooled[r * pooled_cols + b];
+          if (b >= static_cast<int>(ref.size()) || std::isnan(ref[b])) {
+            REQUIRE(std::isnan(got));
+          } else if (op == PoolOp::kMax || std::isinf(ref[b])) {
+            REQUIRE(got == static_cast<float>(ref[b]));
+          } else {
+            REQUIRE(std::fabs(got - ref[b]) <= 1e-5 * block * magnitude);
+          }
+        }
+        // Selection over the GPU's own pooled scores is exact.
+        const auto want_ids = reference::topk_row(pooled.data() + r * pooled_cols, pooled_lengths[r], k);
+        std::vector<std::int32_t> want(want_ids), got(indices.begin() + r * k, indices.begin() + (r + 1) * k);
+        std::sort(want.begin(), want.end());
+        std::sort(got.begin(), got.end());
+        REQUIRE(got == want);
+      }
+    }
+  }
+}

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -582,6 +583,91 @@ inline Status read_json_file(const std::string& path, JsonValue* out, std::strin
   return status;
 }
 
+// Appends a number: integers exactly, other doubles in the shortest text that reads back to the
+// same value. NaN and infinity have no JSON form (kInvalidValue).
+inline Status write_json_number(const JsonValue& v, std::string* out) {
+  char buf[32];
+  std::int64_t i = 0;
+  if (v.as_int(std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(), &i)) {
+    const auto r = std::to_chars(buf, buf + sizeof buf, i);
+    out->append(buf, r.ptr);
+    return Status::success();
+  }
+  if (!std::isfinite(v.as_double())) return Status(StatusCode::kInvalidValue, "json cannot represent NaN or infinity");
+  const auto r = std::to_chars(buf, buf + sizeof buf, v.as_double());
+  out->append(buf, r.ptr);
+  return Status::success();
+}
+
+// Typed field access for schema readers built on JsonValue (policy files, similarity files, trace
+// manifests). Each check returns kParseError and fills *error with where and what:
+// "line 4, column 10 (byte 52) at $.selection.k: expected an integer in [1, 1048576], got 0".
+// The static Status detail says which kind of problem it is.
+
+inline Status json_field_error(const JsonValue& at, const std::string& path, const std::string& what, std::string* error,
+                               const char* detail = "json field is invalid") {
+  if (error) *error = to_string(at.position()) + " at " + path + ": " + what;
+  return Status(StatusCode::kParseError, detail);
+}
+
+// The member `key` of `object` (at `path`), which must exist and be of `kind`.
+inline Status json_require(const JsonValue& object, const std::string& path, const char* key, JsonKind kind, const JsonValue** out,
+                           std::string* error) {
+  if (!object.is_object()) return json_field_error(object, path, std::string("expected an object, got ") + to_string(object.kind()), error, "json field has the wrong type");
+  const JsonValue* v = object.find(key);
+  if (v == nullptr) return json_field_error(object, path, std::string("missing required field \"") + key + "\"", error, "json field is missing");
+  if (v->kind() != kind)
+    return json_field_error(*v, path + "." + key, std::string("expected ") + (kind == JsonKind::kArray || kind == JsonKind::kObject ? "an " : "a ") + to_string(kind) + ", got " + to_string(v->kind()),
+                            error, "json field has the wrong type");
+  *out = v;
+  return Status::success();
+}
+
+// Like json_require, but an absent member gives success with *out = nullptr.
+inline Status json_optional(const JsonValue& object, const std::string& path, const char* key, JsonKind kind, const JsonValue** out,
+                            std::string* error) {
+  *out = nullptr;
+  if (object.is_object() && object.find(key) == nullptr) return Status::success();
+  return json_require(object, path, key, kind, out, error);
+}
+
+// `v` must be an integer number in [lo, hi].
+inline Status json_integer(const JsonValue& v, const std::string& path, std::int64_t lo, std::int64_t hi, std::int64_t* out, std::string* error) {
+  if (!v.is_number()) return json_field_error(v, path, std::string("expected an integer, got ") + to_string(v.kind()), error, "json field has the wrong type");
+  if (!v.as_int(lo, hi, out)) {
+    std::string got;
+    write_json_number(v, &got);
+    return json_field_error(v, path, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + got, error,
+                            "json field is out of range");
+  }
+  return Status::success();
+}
+
+// `v` must be a number in [lo, hi].
+inline Status json_number(const JsonValue& v, const std::string& path, double lo, double hi, double* out, std::string* error) {
+  if (!v.is_number()) return json_field_error(v, path, std::string("expected a number, got ") + to_string(v.kind()), error, "json field has the wrong type");
+  if (!(v.as_double() >= lo && v.as_double() <= hi)) {
+    std::string range, got;
+    write_json_number(JsonValue::number(lo), &range);
+    range += ", ";
+    write_json_number(JsonValue::number(hi), &range);
+    write_json_number(v, &got);
+    return json_field_error(v, path, "expected a number in [" + range + "], got " + got, error, "json field is out of range");
+  }
+  *out = v.as_double();
+  return Status::success();
+}
+
+// Every member of `object` must be one of `keys`: a misspelt field is an error, not a silent default.
+inline Status json_only_keys(const JsonValue& object, const std::string& path, std::initializer_list<std::string_view> keys, std::string* error) {
+  for (const JsonValue::Member& m : object.members()) {
+    bool known = false;
+    for (std::string_view k : keys) known = known || m.first == k;
+    if (!known) return json_field_error(m.second, path + "." + m.first, "unknown field \"" + m.first + "\"", error, "json field is unknown");
+  }
+  return Status::success();
+}
+
 namespace detail {
 
 inline void write_json_string(const std::string& s, std::string* out) {
@@ -620,20 +706,7 @@ inline Status write_json_value(const JsonValue& v, int indent, int level, std::s
   switch (v.kind()) {
     case JsonKind::kNull: *out += "null"; return Status::success();
     case JsonKind::kBool: *out += v.as_bool() ? "true" : "false"; return Status::success();
-    case JsonKind::kNumber: {
-      std::int64_t i = 0;
-      char buf[32];
-      if (v.as_int(std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(), &i)) {
-        const auto r = std::to_chars(buf, buf + sizeof buf, i);
-        out->append(buf, r.ptr);
-        return Status::success();
-      }
-      if (!std::isfinite(v.as_double())) return Status(StatusCode::kInvalidValue, "json cannot represent NaN or infinity");
-      // Shortest text that reads back to the same double.
-      const auto r = std::to_chars(buf, buf + sizeof buf, v.as_double());
-      out->append(buf, r.ptr);
-      return Status::success();
-    }
+    case JsonKind::kNumber: return write_json_number(v, out);
     case JsonKind::kString: write_json_string(v.as_string(), out); return Status::success();
     case JsonKind::kArray: {
       bool scalars = true;

@@ -1,0 +1,104 @@
+// DenseDecode: one query token per sequence attends to every cached token of its KV head
+// (DESIGN.md section 4 layouts), optionally exporting the scores top-k selects from (scores.hpp).
+//
+// q, out: [batch, num_qo_heads, kHeadDim] of T (half or bfloat16, as the cache); lse: [batch,
+// num_qo_heads] natural-log LSE; query head hq reads KV head hq / group, group = num_qo_heads /
+// num_kv_heads in 1..16. Lengths are clamped to kv.max_seq_len(); tokens whose page lies outside
+// the pool are skipped; an empty sequence gives out = 0, lse = -inf. fp32 accumulation; the
+// probabilities enter the P V product rounded to T. Reference: reference::dense_decode and
+// reference::dense_scores. Reads K and V once: O(batch * num_kv_heads * seq_len * head_dim) bytes.
+//
+//   DenseDecode<bf16, 128>::Arguments args{q, kv, num_qo_heads, sm_scale, out, lse};
+//   HYLRA_RETURN_IF_ERROR(DenseDecode<bf16, 128>::can_implement(args));
+//   size_t bytes;  HYLRA_RETURN_IF_ERROR(DenseDecode<bf16, 128>::workspace_size(args, &bytes));
+//   ... DenseDecode<bf16, 128>::run(args, workspace, bytes, stream);
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "hylra/attention/scores.hpp"
+#include "hylra/attention/split_kv.cuh"
+#include "hylra/core/dispatch.hpp"
+
+HYLRA_NAMESPACE_BEGIN
+
+// Arguments do not depend on the head dim, so one struct serves every instantiation.
+template <typename T>
+struct DenseDecodeArguments {
+  const T* q = nullptr;
+  PagedKvCache<const T> kv;
+  int num_qo_heads = 0;
+  float sm_scale = 0.0f;
+  T* out = nullptr;
+  float* lse = nullptr;  // optional
+  ScoreExport scores;    // scores.scores == null: no export
+};
+
+template <typename T, int kHeadDim>
+class DenseDecode {
+ public:
+  using Arguments = DenseDecodeArguments<T>;
+
+  static Status can_implement(const Arguments& args) {
+    HYLRA_RETURN_IF_ERROR((detail::check_decode_args<T, kHeadDim>(args.q, args.num_qo_heads, args.kv, args.out, args.sm_scale)));
+    if (args.scores.scores != nullptr) {
+      if (args.scores.block_size != 1 && !(args.scores.block_size >= 16 && SupportedPageSizes::contains(args.scores.block_size)))
+        return {StatusCode::kNotSupported, "scores.block_size (supported: 1, 16, 32, 64, 128)"};
+      if (args.scores.row_stride < args.scores.row_length(args.kv.max_seq_len()))
+        return {StatusCode::kInvalidStride, "scores.row_stride is below the row length"};
+    }
+    return Status::success();
+  }
+
+  // Bytes of workspace run() needs (0 when each sequence fits one chunk). Allocates nothing.
+  static Status workspace_size(const Arguments& args, std::size_t* bytes) {
+    HYLRA_RETURN_IF_ERROR(can_implement(args));
+    detail::SplitPlan plan;
+    HYLRA_RETURN_IF_ERROR(plan_splits(args, &plan));
+    *bytes = plan.workspace_bytes;
+    return Status::success();
+  }
+
+  // Graph-capturable: no allocation, no host synchronization, grid sized from host values.
+  static Status run(const Arguments& args, void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
+    HYLRA_RETURN_IF_ERROR(can_implement(args));
+    detail::SplitPlan plan;
+    HYLRA_RETURN_IF_ERROR(plan_splits(args, &plan));
+    auto params = detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse);
+    params.scores = args.scores;
+    // Block scores need whole blocks inside one warp: runs of block_size / 16 tiles.
+    params.run_shift = args.scores.scores != nullptr && args.scores.block_size > 16
+                           ? __builtin_ctz(static_cast<unsigned>(args.scores.block_size / 16))
+                           : 0;
+    return detail::launch_decode<T, kHeadDim, detail::DenseSlots>(params, plan, workspace, workspace_bytes, stream);
+  }
+
+ private:
+  static Status plan_splits(const Arguments& args, detail::SplitPlan* plan) {
+    using Policy = detail::DecodePolicy<kHeadDim>;
+    return detail::plan_splits<T, kHeadDim, detail::DenseSlots>(args.kv.batch_size, args.kv.num_kv_heads,
+                                                                args.num_qo_heads, args.kv.max_seq_len(),
+                                                                Policy::kDenseChunkAlign, Policy::kDenseMinChunk, plan);
+  }
+};
+
+// Runtime head-dim dispatch over {64, 128, 256}: the entry an engine uses when the head dim is
+// not known at compile time.
+template <typename T>
+Status dense_decode_workspace_size(const DenseDecodeArguments<T>& args, std::size_t* bytes) {
+  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
+    return DenseDecode<T, decltype(head_dim)::value>::workspace_size(args, bytes);
+  });
+}
+
+template <typename T>
+Status dense_decode(const DenseDecodeArguments<T>& args, void* workspace, std::size_t workspace_bytes,
+                    cudaStream_t stream) {
+  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
+    return DenseDecode<T, decltype(head_dim)::value>::run(args, workspace, workspace_bytes, stream);
+  });
+}
+
+HYLRA_NAMESPACE_END

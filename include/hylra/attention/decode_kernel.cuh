@@ -1,0 +1,370 @@
+// The split-KV decode kernel behind DenseDecode and GatherDecode (decode.cuh, gather.cuh).
+//
+// One CTA handles one (chunk of slots, KV head, sequence). A slot is a candidate token: in dense
+// decode slot s is token s; in gather decode slot s is token id * B + s % B of index entry s / B.
+// The CTA's warps take 16-slot tiles of the chunk in runs (run r goes to warp r % kWarps), stream
+// each tile's K and V rows into their own shared-memory ring with cp.async (zero-filled where a
+// slot is skipped), and compute all query heads of the GQA group at once on tensor cores: the group
+// is the M dimension (padded to 16) of S = Q K^T and O += P V, so K and V are read from memory
+// once per KV head. Each warp keeps an online softmax (log2 domain); the CTA combines its warps and
+// writes either the final output (one chunk per sequence) or a partial state that MergeStates
+// combines. Dense decode can also export per-token logits max-reduced over the group (scores.hpp).
+#pragma once
+
+#include <cstdint>
+
+#include "hylra/attention/scores.hpp"
+#include "hylra/attention/warp_mma.cuh"
+#include "hylra/core/vec.cuh"
+#include "hylra/core/dtype.hpp"
+#include "hylra/layout/index_list.hpp"
+#include "hylra/layout/kv_cache.hpp"
+
+HYLRA_NAMESPACE_BEGIN
+namespace detail {
+
+// Tuning of the decode kernel for one head dimension. Stages are chosen so that a warp keeps
+// about 16-32 KB of K/V in flight and two CTAs fit on an SM where that allows.
+template <int kHeadDim>
+struct DecodePolicy {
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kTileSlots = 16;  // the N (and K) width of one MMA pair
+  static constexpr int kStages = kHeadDim == 64 ? 6 : 3;
+  static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
+  // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
+  static constexpr int kDenseChunkAlign = 128;
+  static constexpr int kDenseMinChunk = 256;
+  static constexpr int kGatherChunkAlign = kWarps * kTileSlots;
+  static constexpr int kGatherMinChunk = kWarps * kTileSlots;
+};
+
+template <typename T, int kHeadDim>
+struct DecodeSmem {
+  using Policy = DecodePolicy<kHeadDim>;
+  static constexpr int kTileElems = Policy::kTileSlots * kHeadDim;
+  static constexpr int kStageElems = 2 * kTileElems;  // K tile then V tile
+  static constexpr int kRingElems = Policy::kWarps * Policy::kStages * kStageElems;
+  static constexpr std::size_t kQOffset = 0;
+  static constexpr std::size_t kRingOffset = kQOffset + sizeof(T) * Policy::kMaxGroup * kHeadDim;
+  static constexpr std::size_t kMaskOffset = kRingOffset + sizeof(T) * kRingElems;
+  static constexpr std::size_t kStatsOffset = kMaskOffset + sizeof(std::uint32_t) * Policy::kWarps * Policy::kStages;
+  static constexpr std::size_t kBytes = kStatsOffset + sizeof(float) * 2 * Policy::kWarps * Policy::kMaxGroup;
+  // After the loop the ring holds each warp's unnormalized O for the CTA combine.
+  static_assert(sizeof(float) * Policy::kWarps * Policy::kMaxGroup * kHeadDim <= sizeof(T) * kRingElems,
+                "the combine buffer must fit in the K/V ring");
+};
+
+// Everything a decode CTA reads; built on the host by DenseDecode / GatherDecode.
+template <typename T>
+struct DecodeParams {
+  const T* q;  // [batch, num_qo_heads, head_dim]
+  PagedKvCache<const T> kv;
+  IndexList indices;  // gather only
+  int num_qo_heads;
+  int group;
+  int page_shift;   // log2(page_size)
+  int block_shift;  // log2(indices.block_size)
+  float scale_log2;  // sm_scale * log2(e)
+  int chunk_slots;
+  int num_splits;
+  int run_shift;     // log2 of the tiles a warp takes in a row
+  T* out;            // [batch, num_qo_heads, head_dim]; written when num_splits == 1
+  float* lse;        // [batch, num_qo_heads] or null; written when num_splits == 1
+  float* partial_o;  // [batch * num_qo_heads, num_splits, head_dim] when num_splits > 1
+  float* partial_lse;
+  ScoreExport scores;
+};
+
+// Slot -> logical token of dense decode: the first seq_len tokens, in order.
+struct DenseSlots {
+  template <typename T>
+  HYLRA_DEVICE static int num_slots(const DecodeParams<T>&, int, int, int seq_len) {
+    return seq_len;
+  }
+  template <typename T>
+  HYLRA_DEVICE static int token(const DecodeParams<T>&, int, int, int slot, int) {
+    return slot;
+  }
+};
+
+// Slot -> logical token of gather decode: entry slot / B of the (sequence, head) index row, token
+// slot % B of that block; -1 for padding, ids past the sequence and tokens past its end.
+struct GatheredSlots {
+  template <typename T>
+  HYLRA_DEVICE static int num_slots(const DecodeParams<T>& p, int batch, int kv_head, int) {
+    return p.indices.row_length(batch, kv_head) << p.block_shift;
+  }
+  template <typename T>
+  HYLRA_DEVICE static int token(const DecodeParams<T>& p, int batch, int kv_head, int slot, int seq_len) {
+    const int id = p.indices.row(batch, kv_head)[slot >> p.block_shift];
+    if (id < 0) return -1;
+    const std::int64_t pos = (static_cast<std::int64_t>(id) << p.block_shift) + (slot & ((1 << p.block_shift) - 1));
+    return pos < seq_len ? static_cast<int>(pos) : -1;
+  }
+};
+
+// Element offset of (row, 16-byte chunk) in a [rows, kHeadDim] tile: chunks XOR-swizzled by the
+// row so that ldmatrix's eight rows of one column hit eight different bank groups.
+template <typename T, int kHeadDim>
+HYLRA_DEVICE int swizzle(int row, int chunk) {
+  return row * kHeadDim + ((chunk ^ (row & 7)) * kVecElems<T>);
+}
+
+template <typename T, int kHeadDim, typename Slots>
+__global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
+    decode_kernel(const __grid_constant__ DecodeParams<T> p) {
+  using Policy = DecodePolicy<kHeadDim>;
+  using Smem = DecodeSmem<T, kHeadDim>;
+  constexpr int kWarps = Policy::kWarps, kStages = Policy::kStages, kTile = Policy::kTileSlots;
+  constexpr int kChunksPerRow = kHeadDim / kVecElems<T>;  // 16-byte chunks of one K row
+  constexpr int kRowsPerCopy = 32 / kChunksPerRow;          // rows one warp-wide copy covers
+  constexpr float kLn2 = 0.693147180559945309f;
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* q_smem = reinterpret_cast<T*>(smem + Smem::kQOffset);
+  T* ring = reinterpret_cast<T*>(smem + Smem::kRingOffset);
+  std::uint32_t* masks = reinterpret_cast<std::uint32_t*>(smem + Smem::kMaskOffset);
+  float* warp_max = reinterpret_cast<float*>(smem + Smem::kStatsOffset);
+  float* warp_sum = warp_max + kWarps * Policy::kMaxGroup;
+
+  const int split = blockIdx.x, kv_head = blockIdx.y, batch = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = p.group;
+  const int seq_len = min(max(p.kv.seq_lens[batch], 0), p.kv.max_seq_len());
+  const int chunk_start = split * p.chunk_slots;
+  const int slot_end = min(Slots::num_slots(p, batch, kv_head, seq_len), chunk_start + p.chunk_slots);
+  const int num_tiles = slot_end > chunk_start ? (slot_end - chunk_start + kTile - 1) / kTile : 0;
+  const std::int64_t q_row0 = static_cast<std::int64_t>(batch) * p.num_qo_heads + kv_head * group;
+
+  // Q of the group, rows past the group zero, into shared memory.
+  for (int i = threadIdx.x; i < Policy::kMaxGroup * kChunksPerRow; i += Policy::kThreads) {
+    const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
+    Vec<T> v;
+    if (row < group)
+      v = Vec<T>::load(p.q + (q_row0 + row) * kHeadDim + chunk * kVecElems<T>);
+    else
+      for (int e = 0; e < kVecElems<T>; ++e) v.data[e] = from_float<T>(0.0f);
+    v.store(q_smem + swizzle<T, kHeadDim>(row, chunk));
+  }
+  __syncthreads();
+
+  T* my_ring = ring + warp * kStages * Smem::kStageElems;
+  std::uint32_t* my_masks = masks + warp * kStages;
+  const int run_mask = (1 << p.run_shift) - 1;
+  auto tile_of = [&](int j) { return (((j >> p.run_shift) * kWarps + warp) << p.run_shift) | (j & run_mask); };
+
+  // Starts the copy of tile `tile` into stage `stage`: lanes 0-15 resolve one slot each to an
+  // element offset (-1 = skipped), then every lane copies its 16-byte chunks of K and V.
+  auto issue = [&](int tile, int stage) {
+    std::int64_t offset = -1;
+    if (lane < kTile) {
+      const int slot = chunk_start + tile * kTile + lane;
+      const int pos = slot < slot_end ? Slots::token(p, batch, kv_head, slot, seq_len) : -1;
+      if (pos >= 0) {
+        const int page = p.kv.physical_page(batch, pos >> p.page_shift);
+        if (page >= 0 && page < p.kv.num_pages)
+          offset = p.kv.offset(page, pos & ((1 << p.page_shift) - 1), kv_head);
+      }
+    }
+    const std::uint32_t valid = __ballot_sync(0xffffffffu, offset >= 0);
+    if (lane == 0) my_masks[stage] = valid;
+    T* k_tile = my_ring + stage * Smem::kStageElems;
+    T* v_tile = k_tile + Smem::kTileElems;
+#pragma unroll
+    for (int i = 0; i < kTile / kRowsPerCopy; ++i) {
+      const int row = i * kRowsPerCopy + lane / kChunksPerRow, chunk = lane % kChunksPerRow;
+      const std::int64_t src = __shfl_sync(0xffffffffu, offset, row);
+      const std::int64_t element = (src < 0 ? 0 : src) + chunk * kVecElems<T>;
+      const int bytes = src < 0 ? 0 : 16;
+      cp_async_16(k_tile + swizzle<T, kHeadDim>(row, chunk), p.kv.k_data + element, bytes);
+      cp_async_16(v_tile + swizzle<T, kHeadDim>(row, chunk), p.kv.v_data + element, bytes);
+    }
+  };
+
+  // Per-lane state: rows g and g + 8 of the group (index 0 and 1).
+  const int g = lane / 4, t = lane % 4;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  float acc[kHeadDim / 8][4] = {};
+  const bool exporting = p.scores.scores != nullptr;
+  const int score_row_length = exporting ? p.scores.row_length(p.kv.max_seq_len()) : 0;
+  float* score_row = exporting ? p.scores.scores + (static_cast<std::int64_t>(batch) * p.kv.num_kv_heads + kv_head) *
+                                                        p.scores.row_stride
+                               : nullptr;
+  float block_score = -INFINITY;
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (tile_of(s) < num_tiles) issue(tile_of(s), s);
+    cp_async_commit();
+  }
+  for (int j = 0; tile_of(j) < num_tiles; ++j) {
+    const int ahead = j + kStages - 1;
+    if (tile_of(ahead) < num_tiles) issue(tile_of(ahead), ahead % kStages);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncwarp();
+
+    const int stage = j % kStages;
+    const T* k_tile = my_ring + stage * Smem::kStageElems;
+    const T* v_tile = k_tile + Smem::kTileElems;
+    const std::uint32_t valid = my_masks[stage];
+
+    // S = Q K^T for 16 group rows x 16 slots: s[n] covers slots 8n .. 8n + 7.
+    float s[2][4] = {};
+    const int mi = lane / 8, mr = lane % 8;
+#pragma unroll
+    for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+      std::uint32_t a[4], b[4];
+      ldmatrix_x4<false>(a, q_smem + swizzle<T, kHeadDim>((mi & 1) * 8 + mr, 2 * ks + (mi >> 1)));
+      ldmatrix_x4<false>(b, k_tile + swizzle<T, kHeadDim>((mi >> 1) * 8 + mr, 2 * ks + (mi & 1)));
+      mma_16x8x16<T>(s[0], a, b[0], b[1]);
+      mma_16x8x16<T>(s[1], a, b[2], b[3]);
+    }
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int slot = n * 8 + 2 * t + (e & 1);
+        s[n][e] = (valid >> slot) & 1 ? s[n][e] * p.scale_log2 : -INFINITY;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
+      }
+
+    if (exporting) {
+      // Max over the group's rows of each slot's logit, back in natural units.
+      float slot_max[2][2];
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          float m = g < group ? s[n][c] : -INFINITY;
+          m = fmaxf(m, g + 8 < group ? s[n][2 + c] : -INFINITY);
+          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
+          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
+          slot_max[n][c] = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16)) * kLn2;
+        }
+      const int tile_pos = chunk_start + tile_of(j) * kTile;
+      if (p.scores.block_size == 1) {
+        if (g == 0)
+#pragma unroll
+          for (int n = 0; n < 2; ++n)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const int pos = tile_pos + n * 8 + 2 * t + c;
+              if (pos < score_row_length) score_row[pos] = slot_max[n][c];
+            }
+      } else {
+        float m = fmaxf(fmaxf(slot_max[0][0], slot_max[0][1]), fmaxf(slot_max[1][0], slot_max[1][1]));
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        block_score = fmaxf(block_score, fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2)));
+        // A block ends here, or this warp's run (which ends on a block boundary) stops here.
+        const bool block_done = ((tile_pos + kTile) & (p.scores.block_size - 1)) == 0 || tile_of(j + 1) >= num_tiles;
+        if (block_done) {
+          if (lane == 0) score_row[tile_pos / p.scores.block_size] = block_score;
+          block_score = -INFINITY;
+        }
+      }
+    }
+
+    // Online softmax: rescale what was accumulated when a row's max grows.
+    float p_val[2][4];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      const float base = new_max == -INFINITY ? 0.0f : new_max;  // all skipped so far: keep zeros
+      const float rescale = exp2f(row_max[r] - base);
+      row_max[r] = new_max;
+      row_sum[r] *= rescale;
+#pragma unroll
+      for (int n = 0; n < kHeadDim / 8; ++n) {
+        acc[n][2 * r] *= rescale;
+        acc[n][2 * r + 1] *= rescale;
+      }
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          p_val[n][2 * r + c] = exp2f(s[n][2 * r + c] - base);
+          row_sum[r] += p_val[n][2 * r + c];
+        }
+    }
+    // The S accumulator layout of two 16x8 tiles is the A layout of one 16x16 operand.
+    const std::uint32_t pa[4] = {pack2<T>(p_val[0][0], p_val[0][1]), pack2<T>(p_val[0][2], p_val[0][3]),
+                                 pack2<T>(p_val[1][0], p_val[1][1]), pack2<T>(p_val[1][2], p_val[1][3])};
+#pragma unroll
+    for (int dn = 0; dn < kHeadDim / 16; ++dn) {
+      std::uint32_t b[4];
+      ldmatrix_x4<true>(b, v_tile + swizzle<T, kHeadDim>((mi & 1) * 8 + mr, 2 * dn + (mi >> 1)));
+      mma_16x8x16<T>(acc[2 * dn], pa, b[0], b[1]);
+      mma_16x8x16<T>(acc[2 * dn + 1], pa, b[2], b[3]);
+    }
+    __syncwarp();  // the stage is refilled next iteration
+  }
+  cp_async_wait<0>();
+
+  // Score entries this CTA owns but no tile covered (past the sequence end): -inf.
+  if (exporting) {
+    const int covered_end = chunk_start + num_tiles * kTile;
+    const int bs = p.scores.block_size;
+    const int first = (covered_end + bs - 1) / bs;
+    const int last = min(score_row_length, (chunk_start + p.chunk_slots + bs - 1) / bs);
+    for (int e = first + threadIdx.x; e < last; e += Policy::kThreads) score_row[e] = -INFINITY;
+  }
+
+  // Combine the warps: per-row statistics first, then the unnormalized accumulators.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  __syncthreads();  // every warp is done with its ring before it is reused
+  float* combine = reinterpret_cast<float*>(ring);  // [kWarps][kMaxGroup][kHeadDim]
+  if (t == 0) {
+    warp_max[warp * Policy::kMaxGroup + g] = row_max[0];
+    warp_max[warp * Policy::kMaxGroup + g + 8] = row_max[1];
+    warp_sum[warp * Policy::kMaxGroup + g] = row_sum[0];
+    warp_sum[warp * Policy::kMaxGroup + g + 8] = row_sum[1];
+  }
+#pragma unroll
+  for (int n = 0; n < kHeadDim / 8; ++n)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float* dst = combine + (warp * Policy::kMaxGroup + g + 8 * r) * kHeadDim + n * 8 + 2 * t;
+      dst[0] = acc[n][2 * r];
+      dst[1] = acc[n][2 * r + 1];
+    }
+  __syncthreads();
+
+  for (int i = threadIdx.x; i < group * kHeadDim; i += Policy::kThreads) {
+    const int row = i / kHeadDim, d = i % kHeadDim;
+    float cta_max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) cta_max = fmaxf(cta_max, warp_max[w * Policy::kMaxGroup + row]);
+    float sum = 0.0f, o = 0.0f;
+    if (cta_max != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        const float scale = exp2f(warp_max[w * Policy::kMaxGroup + row] - cta_max);
+        sum += scale * warp_sum[w * Policy::kMaxGroup + row];
+        o += scale * combine[(w * Policy::kMaxGroup + row) * kHeadDim + d];
+      }
+    }
+    const float value = sum > 0.0f ? o / sum : 0.0f;
+    const float lse = sum > 0.0f ? (cta_max + log2f(sum)) * kLn2 : -INFINITY;
+    const std::int64_t q_row = q_row0 + row;
+    if (p.num_splits == 1) {
+      p.out[q_row * kHeadDim + d] = from_float<T>(value);
+      if (p.lse != nullptr && d == 0) p.lse[q_row] = lse;
+    } else {
+      const std::int64_t state = q_row * p.num_splits + split;
+      p.partial_o[state * kHeadDim + d] = value;
+      if (d == 0) p.partial_lse[state] = lse;
+    }
+  }
+}
+
+}  // namespace detail
+HYLRA_NAMESPACE_END

@@ -1,0 +1,104 @@
+// MergeStates: combines partial attention states (O, LSE) of the same query into one, by
+// log-sum-exp weights. Split-KV decode merges its chunks with it; an engine can merge a sparse
+// result with one computed elsewhere (a sliding window, a sink) the same way, when both are laid
+// out as states of one buffer.
+//
+// State s of row r is states[(r * num_states + s) * head_dim + i] with lse[r * num_states + s]
+// (natural log), each O normalized over its own tokens; lse = -inf marks an empty state, whose O
+// is ignored. out_r = sum_s exp(lse_s - lse_r) O_s with lse_r = log sum_s exp(lse_s); a row whose
+// states are all empty gets out = 0 and lse = -inf. Reference: reference::merge_states.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "hylra/core/launch.hpp"
+#include "hylra/core/status.hpp"
+#include "hylra/core/vec.cuh"
+
+HYLRA_NAMESPACE_BEGIN
+
+namespace detail {
+
+// Threads of a merge CTA; each handles 4 consecutive elements of one row.
+constexpr int kMergeThreads = 128;
+constexpr int kMergeVec = 4;
+
+template <typename TIn, typename TOut>
+__global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* __restrict__ states,
+                                                                    const float* __restrict__ lse, int num_rows,
+                                                                    int num_states, int head_dim,
+                                                                    TOut* __restrict__ out,
+                                                                    float* __restrict__ lse_out) {
+  const int threads_per_row = head_dim / kMergeVec;
+  const int rows_per_cta = kMergeThreads / threads_per_row;
+  const int row = blockIdx.x * rows_per_cta + threadIdx.x / threads_per_row;
+  const int col = (threadIdx.x % threads_per_row) * kMergeVec;
+  if (row >= num_rows || threadIdx.x >= rows_per_cta * threads_per_row) return;
+
+  const float* row_lse = lse + static_cast<std::int64_t>(row) * num_states;
+  float max_lse = -INFINITY;
+  for (int s = 0; s < num_states; ++s) max_lse = fmaxf(max_lse, row_lse[s]);
+  float acc[kMergeVec] = {};
+  float denom = 0.0f;
+  if (max_lse != -INFINITY) {
+    for (int s = 0; s < num_states; ++s) {
+      const float w = __expf(row_lse[s] - max_lse);
+      if (w == 0.0f) continue;  // an empty state's O may be anything
+      denom += w;
+      const auto o = Vec<TIn, kMergeVec>::load(states + (static_cast<std::int64_t>(row) * num_states + s) * head_dim + col);
+      for (int i = 0; i < kMergeVec; ++i) acc[i] += w * o.to_float(i);
+    }
+  }
+  Vec<TOut, kMergeVec> result;
+  const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;
+  for (int i = 0; i < kMergeVec; ++i) result.data[i] = from_float<TOut>(acc[i] * inv);
+  result.store(out + static_cast<std::int64_t>(row) * head_dim + col);
+  if (lse_out != nullptr && col == 0) lse_out[row] = denom > 0.0f ? max_lse + logf(denom) : -INFINITY;
+}
+
+}  // namespace detail
+
+// TIn: type of the partial outputs (float, half, bfloat16); TOut: type of the merged output.
+template <typename TIn, typename TOut>
+class MergeStates {
+ public:
+  struct Arguments {
+    const TIn* states = nullptr;  // [num_rows, num_states, head_dim]
+    const float* lse = nullptr;   // [num_rows, num_states]
+    int num_rows = 0;
+    int num_states = 0;
+    int head_dim = 0;             // a multiple of 4, at most 4 * 128
+    TOut* out = nullptr;          // [num_rows, head_dim]
+    float* lse_out = nullptr;     // [num_rows], optional
+  };
+
+  static Status can_implement(const Arguments& args) {
+    if (args.states == nullptr || args.lse == nullptr || args.out == nullptr)
+      return {StatusCode::kNullPointer, "merge states, lse or out"};
+    if (args.num_rows <= 0 || args.num_states <= 0) return {StatusCode::kInvalidShape, "merge num_rows and num_states must be positive"};
+    if (args.head_dim <= 0 || args.head_dim % detail::kMergeVec != 0 || args.head_dim > detail::kMergeVec * detail::kMergeThreads)
+      return {StatusCode::kNotSupported, "merge head_dim must be a positive multiple of 4, at most 512"};
+    if (reinterpret_cast<std::uintptr_t>(args.states) % (sizeof(TIn) * detail::kMergeVec) != 0 ||
+        reinterpret_cast<std::uintptr_t>(args.out) % (sizeof(TOut) * detail::kMergeVec) != 0)
+      return {StatusCode::kMisaligned, "merge states and out must be aligned to 4 elements"};
+    return Status::success();
+  }
+
+  static std::size_t workspace_size(const Arguments&) { return 0; }
+
+  // Graph-capturable: one launch sized from host values, no allocation, no synchronization.
+  static Status run(const Arguments& args, void* /*workspace*/, std::size_t /*workspace_bytes*/, cudaStream_t stream) {
+    HYLRA_RETURN_IF_ERROR(can_implement(args));
+    const int rows_per_cta = detail::kMergeThreads / (args.head_dim / detail::kMergeVec);
+    const int grid = (args.num_rows + rows_per_cta - 1) / rows_per_cta;
+    detail::merge_states_kernel<TIn, TOut><<<grid, detail::kMergeThreads, 0, stream>>>(
+        args.states, args.lse, args.num_rows, args.num_states, args.head_dim, args.out, args.lse_out);
+    return check_launch();
+  }
+};
+
+HYLRA_NAMESPACE_END

@@ -1,0 +1,134 @@
+// Host side of split-KV decode, shared by DenseDecode and GatherDecode: how many chunks each
+// (sequence, KV head) is split into, the workspace that holds the partial states, and the launch
+// of decode_kernel followed by MergeStates. Everything is sized from host values (batch, heads,
+// slot capacity, the device's SM count and occupancy), never from device data.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "hylra/attention/decode_kernel.cuh"
+#include "hylra/attention/merge.cuh"
+#include "hylra/core/launch.hpp"
+
+HYLRA_NAMESPACE_BEGIN
+namespace detail {
+
+struct SplitPlan {
+  int num_splits = 1;
+  int chunk_slots = 0;
+  std::size_t workspace_bytes = 0;  // partial O then partial LSE, fp32; 0 when num_splits == 1
+};
+
+// A wave of CTAs counts as full enough at this fraction of the device's resident CTA slots.
+constexpr double kSplitWaveEfficiency = 0.9;
+
+// Fewest chunks (multiples of `align`, at least `min_chunk` slots unless one chunk covers all)
+// that fill the device's CTA slots to kSplitWaveEfficiency; the best filling when none does.
+template <typename T, int kHeadDim, typename Slots>
+Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capacity, int align, int min_chunk,
+                   SplitPlan* plan) {
+  using Policy = DecodePolicy<kHeadDim>;
+  constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
+  auto kernel = decode_kernel<T, kHeadDim, Slots>;
+  int device = 0, num_sms = 0, per_sm = 0;
+  HYLRA_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
+  HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device)));
+  HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, kSmemBytes));
+  HYLRA_RETURN_IF_ERROR(cuda_status(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Policy::kThreads, kSmemBytes)));
+  if (per_sm <= 0) return {StatusCode::kNotSupported, "decode kernel does not fit on this device"};
+
+  const std::int64_t slots = static_cast<std::int64_t>(num_sms) * per_sm;
+  const std::int64_t pairs = static_cast<std::int64_t>(batch) * num_kv_heads;
+  const int capacity = slot_capacity > 0 ? slot_capacity : 1;
+  const int max_splits = capacity > min_chunk ? (capacity + min_chunk - 1) / min_chunk : 1;
+  double best_efficiency = -1.0;
+  for (int want = 1; want <= max_splits; ++want) {
+    const int chunk = ((capacity + want - 1) / want + align - 1) / align * align;
+    const int splits = (capacity + chunk - 1) / chunk;
+    const std::int64_t ctas = pairs * splits;
+    const double efficiency = static_cast<double>(ctas) / (static_cast<double>((ctas + slots - 1) / slots) * slots);
+    if (efficiency > best_efficiency) {
+      best_efficiency = efficiency;
+      plan->num_splits = splits;
+      plan->chunk_slots = chunk;
+    }
+    if (efficiency >= kSplitWaveEfficiency) break;
+  }
+  const std::size_t states = static_cast<std::size_t>(batch) * num_qo_heads * plan->num_splits;
+  plan->workspace_bytes = plan->num_splits == 1 ? 0 : states * (kHeadDim + 1) * sizeof(float);
+  return Status::success();
+}
+
+// Launches the chunks and, when there are several, their merge into params.out / params.lse.
+template <typename T, int kHeadDim, typename Slots>
+Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* workspace, std::size_t workspace_bytes,
+                     cudaStream_t stream) {
+  if (workspace_bytes < plan.workspace_bytes) return {StatusCode::kWorkspaceTooSmall, "decode workspace"};
+  if (plan.workspace_bytes > 0 && (workspace == nullptr || reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0))
+    return {StatusCode::kMisaligned, "decode workspace must be 16-byte aligned"};
+  const std::size_t states = static_cast<std::size_t>(params.kv.batch_size) * params.num_qo_heads * plan.num_splits;
+  params.num_splits = plan.num_splits;
+  params.chunk_slots = plan.chunk_slots;
+  params.partial_o = plan.num_splits > 1 ? static_cast<float*>(workspace) : nullptr;
+  params.partial_lse = plan.num_splits > 1 ? params.partial_o + states * kHeadDim : nullptr;
+
+  constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
+  auto kernel = decode_kernel<T, kHeadDim, Slots>;
+  HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, kSmemBytes));
+  const dim3 grid(plan.num_splits, params.kv.num_kv_heads, params.kv.batch_size);
+  kernel<<<grid, DecodePolicy<kHeadDim>::kThreads, kSmemBytes, stream>>>(params);
+  HYLRA_RETURN_IF_ERROR(check_launch());
+  if (plan.num_splits == 1) return Status::success();
+
+  typename MergeStates<float, T>::Arguments merge;
+  merge.states = params.partial_o;
+  merge.lse = params.partial_lse;
+  merge.num_rows = params.kv.batch_size * params.num_qo_heads;
+  merge.num_states = plan.num_splits;
+  merge.head_dim = kHeadDim;
+  merge.out = params.out;
+  merge.lse_out = params.lse;
+  return MergeStates<float, T>::run(merge, nullptr, 0, stream);
+}
+
+// Checks shared by both decode operations; `head_dim` must equal kHeadDim.
+template <typename T, int kHeadDim>
+Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, const T* out, float sm_scale) {
+  if (q == nullptr) return {StatusCode::kNullPointer, "q"};
+  if (out == nullptr) return {StatusCode::kNullPointer, "out"};
+  if (reinterpret_cast<std::uintptr_t>(q) % 16 != 0) return {StatusCode::kMisaligned, "q must be 16-byte aligned"};
+  HYLRA_RETURN_IF_ERROR(validate(kv));
+  if (kv.head_dim != kHeadDim) return {StatusCode::kInvalidShape, "kv.head_dim differs from the instantiated head dim"};
+  if (kv.num_kv_heads > 65535 || kv.batch_size > 65535)
+    return {StatusCode::kNotSupported, "num_kv_heads and batch_size must be at most 65535"};
+  if (num_qo_heads <= 0 || num_qo_heads % kv.num_kv_heads != 0)
+    return {StatusCode::kInvalidShape, "num_qo_heads must be a positive multiple of kv.num_kv_heads"};
+  if (num_qo_heads / kv.num_kv_heads > DecodePolicy<kHeadDim>::kMaxGroup)
+    return {StatusCode::kNotSupported, "GQA group (num_qo_heads / num_kv_heads) must be at most 16"};
+  if (!(sm_scale == sm_scale) || sm_scale == INFINITY || sm_scale == -INFINITY)
+    return {StatusCode::kInvalidValue, "sm_scale must be finite"};
+  return Status::success();
+}
+
+// Parameters common to both decode operations.
+template <typename T>
+DecodeParams<T> make_decode_params(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, float sm_scale,
+                                   T* out, float* lse) {
+  DecodeParams<T> params{};
+  params.q = q;
+  params.kv = kv;
+  params.num_qo_heads = num_qo_heads;
+  params.group = num_qo_heads / kv.num_kv_heads;
+  params.page_shift = __builtin_ctz(static_cast<unsigned>(kv.page_size));  // supported sizes are powers of 2
+  params.scale_log2 = sm_scale * 1.4426950408889634f;
+  params.out = out;
+  params.lse = lse;
+  return params;
+}
+
+}  // namespace detail
+HYLRA_NAMESPACE_END

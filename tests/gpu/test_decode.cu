@@ -1,0 +1,259 @@
+// DenseDecode (and its score export) against the fp64 host reference: both dtypes, head dims 64,
+// 128 and 256, GQA groups 1-16 (non-powers of two included), page sizes 16-128, NHD and HND,
+// contiguous caches, lengths 0, 1, odd and 128K, bad block-table entries, CUDA-graph capture,
+// and every argument error.
+#include "gpu/test_decode_common.cuh"
+
+#include <limits>
+
+#include "hylra/attention/decode.cuh"
+#include "hylra/reference/attention.hpp"
+
+using namespace hylra;
+using namespace decode_test;
+
+namespace {
+
+struct DenseResult {
+  double out_error, lse_error, score_error;
+};
+
+// Runs dense decode on the device (outputs and workspace poisoned) and the reference on the host.
+template <typename T>
+DenseResult check_dense(const PagedCache<T>& cache, int group, std::mt19937& rng, int score_block = 0,
+                        cudaStream_t stream = nullptr) {
+  const int hq = cache.heads * group;
+  const auto q = random_values<T>(static_cast<std::size_t>(cache.batch) * hq * cache.dim, rng);
+  const float sm_scale = 1.0f / std::sqrt(static_cast<float>(cache.dim));
+  DeviceBuffer<T> d_q(q), d_out(q.size());
+  DeviceBuffer<float> d_lse(static_cast<std::size_t>(cache.batch) * hq);
+  d_out.poison();
+  d_lse.poison();
+
+  DenseDecodeArguments<T> args;
+  args.q = d_q.ptr;
+  args.kv = cache.device_view();
+  args.num_qo_heads = hq;
+  args.sm_scale = sm_scale;
+  args.out = d_out.ptr;
+  args.lse = d_lse.ptr;
+  const bool exporting = score_block > 0;
+  ScoreExport host_scores{nullptr, score_block, 0};
+  DeviceBuffer<float> d_scores;
+  if (exporting) {
+    host_scores.row_stride = host_scores.row_length(cache.max_pages * cache.page_size) + 3;  // padded rows
+    d_scores = DeviceBuffer<float>(static_cast<std::size_t>(cache.batch) * cache.heads * host_scores.row_stride);
+    d_scores.poison();
+    args.scores = ScoreExport{d_scores.ptr, score_block, host_scores.row_stride};
+  }
+  std::size_t bytes = 0;
+  DECODE_TEST_OK(dense_decode_workspace_size(args, &bytes));
+  DeviceBuffer<unsigned char> workspace(bytes);
+  workspace.poison();
+  DECODE_TEST_OK(dense_decode(args, workspace.ptr, bytes, stream));
+  DECODE_TEST_CUDA(cudaStreamSynchronize(stream));
+
+  std::vector<float> ref(q.size()), ref_lse(d_lse.count);
+  DECODE_TEST_OK(reference::dense_decode(q.data(), hq, cache.host_view(), sm_scale, ref.data(), ref_lse.data()));
+  DenseResult result{max_row_rel_error(d_out.to_host(), ref, cache.dim), max_lse_error(d_lse.to_host(), ref_lse), 0.0};
+  if (exporting) {
+    std::vector<float> ref_scores(d_scores.count, 0.0f);
+    host_scores.scores = ref_scores.data();
+    DECODE_TEST_OK(reference::dense_scores(q.data(), hq, cache.host_view(), sm_scale, host_scores));
+    const auto got = d_scores.to_host();
+    const int row_length = host_scores.row_length(cache.max_pages * cache.page_size);
+    for (std::size_t r = 0; r < got.size() / host_scores.row_stride; ++r)  // padding stays untouched
+      for (int j = 0; j < row_length; ++j) {
+        const std::size_t i = r * host_scores.row_stride + j;
+        const bool same_inf = std::isinf(ref_scores[i]) && got[i] == ref_scores[i];
+        const double diff = std::isinf(ref_scores[i]) || std::isnan(got[i]) ? (same_inf ? 0.0 : INFINITY)
+                                                                             : std::fabs(got[i] - ref_scores[i]);
+        result.score_error = std::max(result.score_error, diff);
+      }
+  }
+  return result;
+}
+
+template <typename T>
+void expect_close(const DenseResult& r) {
+  CHECK(r.out_error <= kOutputTolerance<T>);
+  CHECK(r.lse_error <= kLseTolerance);
+  CHECK(r.score_error <= kLseTolerance);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("dense decode matches the reference over head dims, groups, page sizes and layouts", T, half,
+                   __nv_bfloat16) {
+  std::mt19937 rng(1234);
+  const int groups[] = {1, 3, 5, 6, 7, 16, 4, 2};
+  const int page_sizes[] = {16, 32, 64, 128};
+  int config = 0;
+  double worst = 0.0;
+  for (int dim : {64, 128, 256}) {
+    for (int i = 0; i < 4; ++i, ++config) {
+      const int group = groups[config % 8], page = page_sizes[config % 4];
+      const KvLayout layout = config % 2 ? KvLayout::kHND : KvLayout::kNHD;
+      CAPTURE(dim);
+      CAPTURE(group);
+      CAPTURE(page);
+      CAPTURE(config);
+      // Lengths: one token, a non-multiple of the page, a multiple, one past a chunk boundary.
+      PagedCache<T> cache(layout, 4, 2, dim, page, 2600, {1, 77 + config, 2 * page, 2561}, rng);
+      const DenseResult r = check_dense(cache, group, rng);
+      expect_close<T>(r);
+      worst = std::max(worst, r.out_error);
+    }
+  }
+  MESSAGE("dense: worst row relative error " << worst);
+}
+
+TEST_CASE_TEMPLATE("dense decode at 128K tokens with an empty sequence beside it", T, __nv_bfloat16, half) {
+  std::mt19937 rng(99);
+  PagedCache<T> cache(KvLayout::kNHD, 2, 2, 128, 64, 131072, {131072, 0}, rng);
+  const DenseResult r = check_dense(cache, 4, rng, 64);
+  expect_close<T>(r);
+  MESSAGE("128K: row relative error " << r.out_error << ", lse error " << r.lse_error);
+}
+
+TEST_CASE("dense decode on contiguous caches, page size 1 included") {
+  std::mt19937 rng(5);
+  for (int max_len : {1001, 1024}) {
+    CAPTURE(max_len);
+    const int batch = 3, heads = 2, dim = 128, group = 3;
+    std::vector<__nv_bfloat16> k = random_values<__nv_bfloat16>(static_cast<std::size_t>(batch) * max_len * heads * dim, rng);
+    std::vector<__nv_bfloat16> v = random_values<__nv_bfloat16>(k.size(), rng);
+    std::vector<__nv_bfloat16> q = random_values<__nv_bfloat16>(static_cast<std::size_t>(batch) * heads * group * dim, rng);
+    std::vector<std::int32_t> lens = {max_len, 1, 500};
+    DeviceBuffer<__nv_bfloat16> d_k(k), d_v(v), d_q(q), d_out(q.size());
+    DeviceBuffer<std::int32_t> d_lens(lens);
+    DeviceBuffer<float> d_lse(batch * heads * group);
+    d_out.poison();
+    d_lse.poison();
+    DenseDecodeArguments<__nv_bfloat16> args;
+    args.q = d_q.ptr;
+    args.kv = make_contiguous_kv_cache<const __nv_bfloat16>(d_k.ptr, d_v.ptr, batch, max_len, heads, dim, d_lens.ptr);
+    args.num_qo_heads = heads * group;
+    args.sm_scale = 0.1f;
+    args.out = d_out.ptr;
+    args.lse = d_lse.ptr;
+    std::size_t bytes = 0;
+    DECODE_TEST_OK(DenseDecode<__nv_bfloat16, 128>::workspace_size(args, &bytes));
+    DeviceBuffer<unsigned char> workspace(bytes);
+    DECODE_TEST_OK(DenseDecode<__nv_bfloat16, 128>::run(args, workspace.ptr, bytes, nullptr));
+    DECODE_TEST_CUDA(cudaDeviceSynchronize());
+    std::vector<float> ref(q.size()), ref_lse(d_lse.count);
+    const auto host_kv = make_contiguous_kv_cache<const __nv_bfloat16>(k.data(), v.data(), batch, max_len, heads, dim, lens.data());
+    DECODE_TEST_OK(reference::dense_decode(q.data(), heads * group, host_kv, 0.1f, ref.data(), ref_lse.data()));
+    CHECK(max_row_rel_error(d_out.to_host(), ref, dim) <= kOutputTolerance<__nv_bfloat16>);
+    CHECK(max_lse_error(d_lse.to_host(), ref_lse) <= kLseTolerance);
+  }
+}
+
+TEST_CASE_TEMPLATE("exported scores match the reference: tokens and blocks of 16, 32, 64, 128", T, half, __nv_bfloat16) {
+  std::mt19937 rng(77);
+  const int blocks[] = {1, 16, 32, 64, 128};
+  for (int i = 0; i < 5; ++i) {
+    const int dim = i % 2 ? 64 : 128, group = i % 2 ? 5 : 4;
+    CAPTURE(blocks[i]);
+    // Lengths cut blocks and pages short; 2600 spans several chunks.
+    PagedCache<T> cache(i % 2 ? KvLayout::kHND : KvLayout::kNHD, 3, 2, dim, 32, 2600, {2600, 200, 1}, rng);
+    expect_close<T>(check_dense(cache, group, rng, blocks[i]));
+  }
+}
+
+TEST_CASE("bad block-table entries and lengths are skipped and clamped, as in the reference") {
+  std::mt19937 rng(11);
+  PagedCache<__nv_bfloat16> cache(KvLayout::kNHD, 2, 2, 128, 16, 400, {300, 1000}, rng);  // 1000 > 400: clamped
+  cache.table[3] = -1;               // sequence 0, tokens 48..63
+  cache.table[cache.max_pages + 5] = cache.num_pages + 7;  // sequence 1, tokens 80..95
+  cache.upload();
+  expect_close<__nv_bfloat16>(check_dense(cache, 6, rng, 1));
+}
+
+TEST_CASE("dense decode replays from a captured CUDA graph") {
+  std::mt19937 rng(3);
+  PagedCache<__nv_bfloat16> cache(KvLayout::kHND, 2, 4, 128, 64, 5000, {4999, 3000}, rng);
+  const int hq = 4 * 4;
+  const auto q = random_values<__nv_bfloat16>(static_cast<std::size_t>(2) * hq * 128, rng);
+  DeviceBuffer<__nv_bfloat16> d_q(q), d_out(q.size());
+  DeviceBuffer<float> d_lse(2 * hq);
+  DenseDecodeArguments<__nv_bfloat16> args;
+  args.q = d_q.ptr;
+  args.kv = cache.device_view();
+  args.num_qo_heads = hq;
+  args.sm_scale = 0.09f;
+  args.out = d_out.ptr;
+  args.lse = d_lse.ptr;
+  std::size_t bytes = 0;
+  DECODE_TEST_OK(dense_decode_workspace_size(args, &bytes));
+  REQUIRE(bytes > 0);  // several chunks: the graph holds the decode and the merge
+  DeviceBuffer<unsigned char> workspace(bytes);
+  cudaStream_t stream;
+  DECODE_TEST_CUDA(cudaStreamCreate(&stream));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  DECODE_TEST_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  DECODE_TEST_OK(dense_decode(args, workspace.ptr, bytes, stream));
+  DECODE_TEST_CUDA(cudaStreamEndCapture(stream, &graph));
+  DECODE_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  d_out.poison();
+  DECODE_TEST_CUDA(cudaGraphLaunch(exec, stream));
+  DECODE_TEST_CUDA(cudaStreamSynchronize(stream));
+  std::vector<float> ref(q.size()), ref_lse(2 * hq);
+  DECODE_TEST_OK(reference::dense_decode(q.data(), hq, cache.host_view(), 0.09f, ref.data(), ref_lse.data()));
+  CHECK(max_row_rel_error(d_out.to_host(), ref, 128) <= kOutputTolerance<__nv_bfloat16>);
+  CHECK(max_lse_error(d_lse.to_host(), ref_lse) <= kLseTolerance);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+TEST_CASE("dense decode reports bad arguments without launching") {
+  std::mt19937 rng(8);
+  PagedCache<half> cache(KvLayout::kNHD, 1, 2, 128, 16, 64, {64}, rng);
+  DeviceBuffer<half> q(2 * 17 * 128), out(q.count);
+  DenseDecodeArguments<half> good;
+  good.q = q.ptr;
+  good.kv = cache.device_view();
+  good.num_qo_heads = 4;
+  good.sm_scale = 0.1f;
+  good.out = out.ptr;
+  using Op = DenseDecode<half, 128>;
+  REQUIRE(Op::can_implement(good).ok());
+  auto expect = [&](DenseDecodeArguments<half> args, StatusCode code) { CHECK(Op::can_implement(args) == code); };
+  auto a = good;
+  a.q = nullptr;
+  expect(a, StatusCode::kNullPointer);
+  a = good;
+  a.q = q.ptr + 1;
+  expect(a, StatusCode::kMisaligned);
+  a = good;
+  a.num_qo_heads = 34;  // group 17
+  expect(a, StatusCode::kNotSupported);
+  a.num_qo_heads = 5;  // not a multiple of 2 KV heads
+  expect(a, StatusCode::kInvalidShape);
+  a = good;
+  a.sm_scale = std::numeric_limits<float>::quiet_NaN();
+  expect(a, StatusCode::kInvalidValue);
+  a = good;
+  float scores[64];
+  a.scores = ScoreExport{scores, 8, 64};
+  expect(a, StatusCode::kNotSupported);
+  a.scores = ScoreExport{scores, 16, 3};  // 64 tokens need 4 blocks
+  expect(a, StatusCode::kInvalidStride);
+  CHECK(DenseDecode<half, 64>::can_implement(good) == StatusCode::kInvalidShape);
+  a = good;
+  a.kv.head_dim = 96;
+  std::size_t bytes = 0;
+  CHECK(dense_decode_workspace_size(a, &bytes) == StatusCode::kNotSupported);
+
+  // A workspace smaller than asked for is refused (the plan splits 64 tokens into one chunk at
+  // most, so use a long cache).
+  PagedCache<half> longer(KvLayout::kNHD, 1, 2, 128, 64, 8192, {8192}, rng);
+  a = good;
+  a.kv = longer.device_view();
+  REQUIRE(Op::workspace_size(a, &bytes).ok());
+  REQUIRE(bytes > 0);
+  CHECK(Op::run(a, nullptr, bytes - 1, nullptr) == StatusCode::kWorkspaceTooSmall);
+}

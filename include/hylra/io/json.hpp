@@ -696,7 +696,8 @@ inline void write_json_string(const std::string& s, std::string* out) {
   *out += '"';
 }
 
-// Arrays of scalars stay on one line (matrix rows read as rows); everything else is indented.
+// Arrays and objects of scalars stay on one line (matrix rows read as rows, a policy layer as
+// {"kind": "Reuse", "source": 1}); containers of containers are indented.
 inline Status write_json_value(const JsonValue& v, int indent, int level, std::string* out) {
   auto newline = [&](int lvl) {
     if (indent <= 0) return;
@@ -722,15 +723,17 @@ inline Status write_json_value(const JsonValue& v, int indent, int level, std::s
       return Status::success();
     }
     case JsonKind::kObject: {
+      bool scalars = true;
+      for (const JsonValue::Member& m : v.members()) scalars = scalars && !m.second.is_array() && !m.second.is_object();
       *out += '{';
       for (std::size_t k = 0; k < v.members().size(); ++k) {
-        if (k) *out += ',';
-        newline(level + 1);
+        if (k) *out += scalars && indent > 0 ? ", " : ",";
+        if (!scalars) newline(level + 1);
         write_json_string(v.members()[k].first, out);
         *out += indent > 0 ? ": " : ":";
         HYLRA_RETURN_IF_ERROR(write_json_value(v.members()[k].second, indent, level + 1, out));
       }
-      if (!v.members().empty()) newline(level);
+      if (!scalars && !v.members().empty()) newline(level);
       *out += '}';
       return Status::success();
     }

@@ -36,8 +36,8 @@ def main():
             indices = torch.empty(rows, k, dtype=torch.int32, device="cuda")
             values = torch.empty(rows, k, dtype=dtype, device="cuda")
 
-            def hylra(x, with_values=False):
-                status = lib.hylra_topk(code, harness.ptr(x), ctypes.c_longlong(n), rows, n, ctypes.c_void_p(0), k,
+            def hylra(x, with_values=False, variant=0):
+                status = lib.hylra_topk(variant, code, harness.ptr(x), ctypes.c_longlong(n), rows, n, ctypes.c_void_p(0), k,
                                         harness.ptr(indices), harness.ptr(values if with_values else None), 0,
                                         harness.stream())
                 if status != 0:
@@ -46,24 +46,26 @@ def main():
             def torch_topk(x):
                 torch.topk(x, k, dim=1, sorted=False)
 
-            for x in inputs[:2]:  # correctness on this shape before timing it
-                indices.fill_(-7)
-                hylra(x, with_values=True)
+            for variant, x in [(v, inputs[v % 2]) for v in range(lib.hylra_topk_num_variants())]:
+                indices.fill_(-7)  # correctness of every policy on this shape before timing
+                hylra(x, with_values=True, variant=variant)
                 ref = torch.topk(x, k, dim=1, sorted=False).values
                 gathered = torch.gather(x, 1, indices.long())
                 ok = (indices >= 0).all() and torch.equal(gathered, values) and torch.equal(
                     values.float().sort(dim=1).values, ref.float().sort(dim=1).values)
                 if not ok:
-                    print(f"MISMATCH {dname} {rows}x{n}x{k}", file=sys.stderr)
+                    print(f"MISMATCH {dname} {rows}x{n}x{k} variant {variant}", file=sys.stderr)
                     sys.exit(1)
             args = [(x,) for x in inputs]
             t_hylra = timer.median_us(hylra, args, reps=100)
             t_torch = timer.median_us(torch_topk, args, reps=100)
+            alternatives = [timer.median_us(lambda x, v=v: hylra(x, variant=v), args, reps=50)
+                            for v in range(1, lib.hylra_topk_num_variants())]
             cluster, segment, cached = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-            lib.hylra_topk_shape(code, rows, n, ctypes.byref(cluster), ctypes.byref(segment), ctypes.byref(cached))
+            lib.hylra_topk_shape(0, code, rows, n, ctypes.byref(cluster), ctypes.byref(segment), ctypes.byref(cached))
             fi = FLASHINFER_US[(rows, n, k)][0 if dname == "fp32" else 1]
             rows_out.append((f"{rows}x{n // 1024}Kx{k}", dname, t_hylra, nbytes / t_hylra / 1e3, t_torch,
-                             t_torch / t_hylra, fi, fi / t_hylra, f"{cluster.value}x{segment.value}"))
+                             t_torch / t_hylra, fi, fi / t_hylra, f"{cluster.value}x{segment.value}", alternatives))
             print(rows_out[-1], flush=True)
             del inputs
 
@@ -71,8 +73,14 @@ def main():
     print(harness.header("Top-k: hylra BatchedTopK vs torch.topk(sorted=False)"))
     print("| rows×N×k | dtype | hylra µs | hylra GB/s | torch.topk µs | × torch | FlashInfer µs (issue) | × FlashInfer | CTAs/row × keys/CTA |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for shape, dname, th, gbs, tt, ratio, fi, fratio, split in rows_out:
+    for shape, dname, th, gbs, tt, ratio, fi, fratio, split, _ in rows_out:
         print(f"| {shape} | {dname} | {th:.1f} | {gbs:.0f} | {tt:.1f} | {ratio:.1f} | {fi} | {fratio:.2f} | {split} |")
+    print()
+    print("Alternative policies (bench/topk_capi.cu), µs, median of 50:")
+    print("| rows×N×k | dtype | default | 8-bit digits | 256 threads | 1024 threads | clusters of 16 |")
+    print("|---|---|---|---|---|---|---|")
+    for shape, dname, th, *_, alternatives in rows_out:
+        print(f"| {shape} | {dname} | {th:.1f} | " + " | ".join(f"{t:.1f}" for t in alternatives) + " |")
 
 
 if __name__ == "__main__":

@@ -33,10 +33,15 @@
 
 HYLRA_NAMESPACE_BEGIN
 
-// Tuning knobs of BatchedTopK (Hopper).
+// Tuning knobs of BatchedTopK (Hopper defaults). Another policy is a struct with the same members,
+// passed as BatchedTopK's second template argument.
 struct BatchedTopKPolicy {
   static constexpr int kThreads = 512;
-  static constexpr int kMaxClusterSize = 8;  // the portable cluster size
+  // 11-bit digits: fp32 keys take at most 3 passes (11 + 11 + 10 bits), 16-bit keys 2 (11 + 5).
+  // The first digit (sign, exponent and a few mantissa bits) spreads typical scores over enough
+  // bins that the shared-memory atomics of the streaming pass rarely collide.
+  static constexpr int kDigitBits = 11;
+  static constexpr int kMaxClusterSize = 8;  // the portable cluster size; 16 is allowed on Hopper
   // A row is split further while its segments exceed this many bytes of keys, so that several
   // CTAs fit on one SM and one loads while another computes.
   static constexpr int kPreferredSegmentBytes = 64 * 1024;
@@ -87,9 +92,8 @@ struct TopKLaunchShape {
   bool cached;  // keys kept in shared memory
 };
 
-template <typename ScoreT>
+template <typename ScoreT, typename P = BatchedTopKPolicy>
 TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
-  using P = BatchedTopKPolicy;
   using Bits = typename RadixKey<ScoreT>::Bits;
   constexpr int kVec = kVecElems<ScoreT>;
   const auto segment = [&](int cluster) {
@@ -123,21 +127,22 @@ HYLRA_DEVICE ScoreT nan_score() {
 
 // One cluster per row. In sorted mode it writes untranslated positions only; sort_rows_kernel
 // then orders them, translates them and writes the values.
-template <typename ScoreT>
-__global__ void __launch_bounds__(BatchedTopKPolicy::kThreads)
+template <typename ScoreT, typename Policy>
+__global__ void __launch_bounds__(Policy::kThreads)
     batched_topk_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool vectorized) {
   namespace cg = cooperative_groups;
-  constexpr int kThreads = BatchedTopKPolicy::kThreads;
+  constexpr int kThreads = Policy::kThreads;
   constexpr int kWarps = kThreads / 32;
   constexpr int kVec = kVecElems<ScoreT>;
-  constexpr int kUnroll = BatchedTopKPolicy::kLoadUnroll;
+  constexpr int kUnroll = Policy::kLoadUnroll;
   using Key = RadixKey<ScoreT>;
   using Bits = typename Key::Bits;
-  using Bucket = BlockRadixBucket<kThreads>;
+  using Bucket = BlockRadixBucket<kThreads, Policy::kDigitBits>;
+  constexpr int kBins = Bucket::kBins;
 
   extern __shared__ __align__(16) unsigned char dynamic_smem[];
   Bits* const cache = reinterpret_cast<Bits*>(dynamic_smem);
-  __shared__ int histogram[2][kRadixBins];  // double-buffered: peers read one while we fill the other
+  __shared__ int histogram[2][kBins];  // double-buffered: peers read one while we fill the other
   __shared__ typename Bucket::TempStorage bucket_storage;
   __shared__ int warp_above[kWarps], warp_tied[kWarps];
   __shared__ int cta_counts[2];  // this CTA's (above, tied), read by the cluster's other CTAs
@@ -162,11 +167,11 @@ __global__ void __launch_bounds__(BatchedTopKPolicy::kThreads)
   };
   const auto key_at = [&](int i) { return cached ? cache[i] : key_of(i, seg_scores[i]); };
 
-  for (int b = tid; b < 2 * kRadixBins; b += kThreads) (&histogram[0][0])[b] = 0;
+  for (int b = tid; b < 2 * kBins; b += kThreads) (&histogram[0][0])[b] = 0;
   __syncthreads();
 
   // Pass 0 fused with the load: the top digit's histogram, and the keys into shared memory.
-  constexpr int kTopShift = Key::kBits - kRadixDigitBits;
+  constexpr int kTopShift = Key::kBits - Policy::kDigitBits;
   const auto count_top = [&](Bits key) {
     if (key != Key::kInvalid) atomicAdd(&histogram[0][key >> kTopShift], 1);
   };
@@ -211,17 +216,17 @@ __global__ void __launch_bounds__(BatchedTopKPolicy::kThreads)
   // the cluster sees the same summed histograms, so all take the same branches.
   Bits prefix = 0, mask = 0;
   int take = args.k;
-  for (int shift = kTopShift, buffer = 0;; shift -= kRadixDigitBits, buffer ^= 1) {
+  for (int shift = kTopShift, width = Policy::kDigitBits, buffer = 0;; buffer ^= 1) {
+    const Bits digit_mask = static_cast<Bits>((1u << width) - 1u);
     if (shift != kTopShift) {
       for (int i = tid; i < seg_len; i += kThreads) {
         const Bits key = key_at(i);
-        if (key != Key::kInvalid && (key & mask) == prefix)
-          atomicAdd(&histogram[buffer][(key >> shift) & (kRadixBins - 1)], 1);
+        if (key != Key::kInvalid && (key & mask) == prefix) atomicAdd(&histogram[buffer][(key >> shift) & digit_mask], 1);
       }
     }
     cluster.sync();  // every CTA's histogram[buffer] is complete
     // Every CTA finished reading histogram[buffer ^ 1] before this barrier: refill it next pass.
-    for (int b = tid; b < kRadixBins; b += kThreads) histogram[buffer ^ 1][b] = 0;
+    for (int b = tid; b < kBins; b += kThreads) histogram[buffer ^ 1][b] = 0;
     const RadixBucket bucket = Bucket(bucket_storage).find(
         [&](int digit) {
           int count = 0;
@@ -234,9 +239,11 @@ __global__ void __launch_bounds__(BatchedTopKPolicy::kThreads)
       break;
     }
     prefix |= static_cast<Bits>(bucket.digit) << shift;
-    mask |= static_cast<Bits>(kRadixBins - 1) << shift;
+    mask |= static_cast<Bits>(digit_mask << shift);
     take = bucket.remaining;
     if (bucket.remaining == bucket.count || shift == 0) break;
+    width = shift < Policy::kDigitBits ? shift : Policy::kDigitBits;
+    shift -= width;
   }
 
   // Number the selected positions in position order: warps own contiguous runs of the segment.
@@ -331,11 +338,11 @@ __global__ void __launch_bounds__(BatchedTopKPolicy::kThreads)
 
 // Orders each row's selection best first (ties by position, NaN scores last, -1 padding at the
 // end), then translates positions and writes values. One CTA per row; k <= kMaxSortedK.
-template <typename ScoreT>
-__global__ void __launch_bounds__(BatchedTopKPolicy::kSortThreads)
+template <typename ScoreT, typename Policy>
+__global__ void __launch_bounds__(Policy::kSortThreads)
     sort_rows_kernel(const BatchedTopKArguments<ScoreT> args) {
-  constexpr int kThreads = BatchedTopKPolicy::kSortThreads;
-  constexpr int kItems = BatchedTopKPolicy::kSortItemsPerThread;
+  constexpr int kThreads = Policy::kSortThreads;
+  constexpr int kItems = Policy::kSortItemsPerThread;
   using Key = RadixKey<ScoreT>;
   // (score key, complemented position): descending order is best score first, then lowest
   // position; padding is 0 and sorts last; a NaN score (forced position) sorts just above it.
@@ -367,11 +374,11 @@ __global__ void __launch_bounds__(BatchedTopKPolicy::kSortThreads)
 
 }  // namespace detail
 
-template <typename ScoreT>
+template <typename ScoreT, typename PolicyT = BatchedTopKPolicy>
 class BatchedTopK {
  public:
   using Arguments = BatchedTopKArguments<ScoreT>;
-  using Policy = BatchedTopKPolicy;
+  using Policy = PolicyT;
 
   // Checks everything the host can see; device contents (lengths, block table) are clamped or
   // turned into -1 by the kernel, never read out of bounds.
@@ -406,14 +413,16 @@ class BatchedTopK {
     int device = 0, num_sms = 0;
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device)));
-    const detail::TopKLaunchShape shape = detail::topk_launch_shape<ScoreT>(args.num_rows, args.num_cols, num_sms);
+    const detail::TopKLaunchShape shape = detail::topk_launch_shape<ScoreT, Policy>(args.num_rows, args.num_cols, num_sms);
     constexpr int kVec = kVecElems<ScoreT>;
     const bool vectorized = reinterpret_cast<std::uintptr_t>(args.scores) % 16 == 0 && args.row_stride % kVec == 0;
     const int smem_bytes =
         shape.cached ? shape.segment * static_cast<int>(sizeof(typename RadixKey<ScoreT>::Bits)) : 0;
 
-    const auto kernel = detail::batched_topk_kernel<ScoreT>;
+    const auto kernel = detail::batched_topk_kernel<ScoreT, Policy>;
     HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, smem_bytes));
+    if (Policy::kMaxClusterSize > 8)
+      HYLRA_RETURN_IF_ERROR(cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
     cudaLaunchAttribute attribute;
     attribute.id = cudaLaunchAttributeClusterDimension;
     attribute.val.clusterDim.x = static_cast<unsigned>(shape.cluster_size);
@@ -428,7 +437,7 @@ class BatchedTopK {
     config.numAttrs = 1;
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaLaunchKernelEx(&config, kernel, args, shape.segment, shape.cached, vectorized)));
     if (args.sorted) {
-      detail::sort_rows_kernel<ScoreT><<<args.num_rows, Policy::kSortThreads, 0, stream>>>(args);
+      detail::sort_rows_kernel<ScoreT, Policy><<<args.num_rows, Policy::kSortThreads, 0, stream>>>(args);
       HYLRA_RETURN_IF_ERROR(check_launch());
     }
     return Status::success();

@@ -24,12 +24,15 @@ template <typename KeyT, int BLOCK_THREADS, int ITEMS_PER_THREAD, typename Value
 class BlockTopK {
   using Key = RadixKey<KeyT>;
   using Bits = typename Key::Bits;
-  using Bucket = BlockRadixBucket<BLOCK_THREADS>;
+  // 8-bit digits: a 1 KB histogram, cheap next to the kernel that embeds this primitive.
+  static constexpr int kDigitBits = 8;
+  using Bucket = BlockRadixBucket<BLOCK_THREADS, kDigitBits>;
+  static constexpr int kBins = Bucket::kBins;
   // Counts of items above the threshold (low half) and tied with it (high half), scanned together.
   using CountScan = cub::BlockScan<unsigned long long, BLOCK_THREADS>;
 
   struct _TempStorage {
-    int histogram[kRadixBins];
+    int histogram[kBins];
     typename Bucket::TempStorage bucket;
     typename CountScan::TempStorage scan;
   };
@@ -89,13 +92,13 @@ class BlockTopK {
     // first `take` (in index order) whose masked bits equal it.
     Bits prefix = 0, mask = 0;
     int take = k;
-    for (int shift = Key::kBits - kRadixDigitBits; shift >= 0; shift -= kRadixDigitBits) {
-      for (int b = threadIdx.x; b < kRadixBins; b += BLOCK_THREADS) storage_.histogram[b] = 0;
+    for (int shift = Key::kBits - kDigitBits; shift >= 0; shift -= kDigitBits) {
+      for (int b = threadIdx.x; b < kBins; b += BLOCK_THREADS) storage_.histogram[b] = 0;
       __syncthreads();
 #pragma unroll
       for (int i = 0; i < ITEMS_PER_THREAD; ++i)
         if (keys[i] != Key::kInvalid && (keys[i] & mask) == prefix)
-          atomicAdd(&storage_.histogram[(keys[i] >> shift) & (kRadixBins - 1)], 1);
+          atomicAdd(&storage_.histogram[(keys[i] >> shift) & (kBins - 1)], 1);
       __syncthreads();
       const RadixBucket bucket =
           Bucket(storage_.bucket).find([this](int digit) { return storage_.histogram[digit]; }, take);
@@ -104,7 +107,7 @@ class BlockTopK {
         break;
       }
       prefix |= static_cast<Bits>(bucket.digit) << shift;
-      mask |= static_cast<Bits>(kRadixBins - 1) << shift;
+      mask |= static_cast<Bits>(kBins - 1) << shift;
       take = bucket.remaining;
       if (bucket.remaining == bucket.count) break;  // the whole bucket is taken: no finer digit needed
     }

@@ -1,5 +1,5 @@
-// BlockRadixBucket: one step of a block-wide radix select. Given the histogram of one 8-bit digit
-// over the candidates still in play and how many of them must still be taken, it finds the digit
+// BlockRadixBucket: one step of a block-wide radix select. Given the histogram of one digit of
+// RADIX_BITS bits over the candidates still in play and how many of them must still be taken, it finds the digit
 // bucket that holds the k-th largest candidate. Every top-k kernel of hylra iterates this step
 // from the most significant digit down.
 #pragma once
@@ -10,9 +10,6 @@
 
 HYLRA_NAMESPACE_BEGIN
 
-constexpr int kRadixDigitBits = 8;
-constexpr int kRadixBins = 1 << kRadixDigitBits;
-
 // Outcome of one step, the same in every thread of the block.
 struct RadixBucket {
   int digit;      // bucket holding the k-th largest candidate
@@ -21,11 +18,15 @@ struct RadixBucket {
   int total;      // candidates over all buckets
 };
 
-template <int BLOCK_THREADS>
+template <int BLOCK_THREADS, int RADIX_BITS>
 class BlockRadixBucket {
+ public:
+  static constexpr int kBins = 1 << RADIX_BITS;
+
+ private:
   // Thread t owns bins counted from the top, so an inclusive prefix sum gives "candidates with
   // a digit >= this bin".
-  static constexpr int kBinsPerThread = (kRadixBins + BLOCK_THREADS - 1) / BLOCK_THREADS;
+  static constexpr int kBinsPerThread = (kBins + BLOCK_THREADS - 1) / BLOCK_THREADS;
   using BlockScan = cub::BlockScan<int, BLOCK_THREADS>;
 
   struct _TempStorage {
@@ -49,15 +50,15 @@ class BlockRadixBucket {
 #pragma unroll
     for (int i = 0; i < kBinsPerThread; ++i) {
       const int from_top = threadIdx.x * kBinsPerThread + i;
-      counts[i] = from_top < kRadixBins ? bin_count(kRadixBins - 1 - from_top) : 0;
+      counts[i] = from_top < kBins ? bin_count(kBins - 1 - from_top) : 0;
     }
     int total;
     BlockScan(storage_.scan).InclusiveSum(counts, at_least, total);
 #pragma unroll
     for (int i = 0; i < kBinsPerThread; ++i) {
       const int from_top = threadIdx.x * kBinsPerThread + i;
-      if (from_top < kRadixBins && at_least[i] >= want && at_least[i] - counts[i] < want)
-        storage_.result = RadixBucket{kRadixBins - 1 - from_top, want - (at_least[i] - counts[i]), counts[i], total};
+      if (from_top < kBins && at_least[i] >= want && at_least[i] - counts[i] < want)
+        storage_.result = RadixBucket{kBins - 1 - from_top, want - (at_least[i] - counts[i]), counts[i], total};
     }
     if (threadIdx.x == 0 && total < want) storage_.result = RadixBucket{0, want, 0, total};
     __syncthreads();

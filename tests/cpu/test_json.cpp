@@ -109,6 +109,15 @@ TEST_CASE("json errors name the problem, the position and the path") {
   CHECK(e.find("$.b[2]") != std::string::npos);
   e = error_of("{\"a\": 1, \"a\": 2}", "json has a duplicate key");
   CHECK(e.find("duplicate key \"a\"") != std::string::npos);
+  // Large objects check keys by sorting; the error still names the key and the later position.
+  std::string big = "{";
+  for (int i = 0; i < 100; ++i) big += "\"k" + std::to_string(i) + "\": " + std::to_string(i) + ",\n";
+  e = error_of(big + "\"k42\": 0}", "json has a duplicate key");
+  CHECK(e.find("line 101, column 8") != std::string::npos);
+  CHECK(e.find("duplicate key \"k42\"") != std::string::npos);
+  JsonValue many;
+  REQUIRE(parse(big + "\"last\": 0}", &many, nullptr).ok());
+  CHECK(many.members().size() == 101);
   error_of("[1, 2", "json is truncated");
   error_of("{\"a\": ", "json is truncated");
   error_of("{\"a\"", "json is truncated");

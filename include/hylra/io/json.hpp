@@ -13,6 +13,7 @@
 // where it started, so schema readers built on top report positions the same way.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
@@ -301,10 +302,14 @@ class JsonParser {
       }
       std::string key;
       if (!parse_string(&key, *path)) return false;
-      for (const JsonValue::Member& m : out->members_) {
-        if (m.first == key) {
-          set_error("json has a duplicate key", ("duplicate key \"" + key + "\"").c_str(), *path);
-          return false;
+      // Small objects check duplicates as they go; large ones sort once at the end, so a document
+      // of many keys stays O(n log n).
+      if (out->members_.size() < kLinearKeyCheck) {
+        for (const JsonValue::Member& m : out->members_) {
+          if (m.first == key) {
+            set_error("json has a duplicate key", ("duplicate key \"" + key + "\"").c_str(), *path);
+            return false;
+          }
         }
       }
       skip_whitespace();
@@ -329,7 +334,7 @@ class JsonParser {
         return false;
       }
       const char c = text_[pos_++];
-      if (c == '}') return true;
+      if (c == '}') return check_duplicate_keys(*out, *path);
       if (c != ',') {
         --pos_;
         set_error("json syntax error", "expected ',' or '}' in an object", *path);
@@ -337,6 +342,27 @@ class JsonParser {
       }
       skip_whitespace();
     }
+  }
+
+  static constexpr std::size_t kLinearKeyCheck = 16;
+
+  bool check_duplicate_keys(const JsonValue& object, const std::string& path) {
+    const std::vector<JsonValue::Member>& members = object.members_;
+    if (members.size() <= kLinearKeyCheck) return true;
+    std::vector<std::size_t> order(members.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return members[a].first < members[b].first || (members[a].first == members[b].first && a < b);
+    });
+    for (std::size_t i = 1; i < order.size(); ++i) {
+      if (members[order[i]].first != members[order[i - 1]].first) continue;
+      // Report the later occurrence, at its value (the parser has moved past it).
+      const std::size_t later = order[i];
+      pos_ = members[later].second.position_.offset;
+      set_error("json has a duplicate key", ("duplicate key \"" + members[later].first + "\"").c_str(), path);
+      return false;
+    }
+    return true;
   }
 
   bool parse_number(JsonValue* out, const std::string& path) {

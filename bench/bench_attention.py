@@ -20,7 +20,9 @@ import harness
 BF16 = 1  # hylra::DType
 PAGE = 64
 DENSE_SHAPES = [(b, n, 32, 8, 128) for b in (1, 8, 32) for n in (8192, 32768, 131072)]
-SPOT_SHAPES = [(8, 32768, 32, 8, 64), (8, 32768, 32, 8, 256), (8, 32768, 24, 8, 128), (1, 131072, 24, 8, 128)]
+# Spot checks; the last repeats a main shape to show the run-to-run spread.
+SPOT_SHAPES = [(8, 32768, 32, 8, 64), (8, 32768, 32, 8, 256), (8, 32768, 24, 8, 128), (1, 131072, 24, 8, 128),
+               (1, 131072, 32, 8, 128)]
 GATHER_BATCHES = (1, 8, 32)
 GATHER_N, GATHER_K = 32768, 2048
 # Quoted from issue 5 (this H200, cold L2), not measured here: FlashInfer 0.6.18 default decode, µs.
@@ -59,9 +61,18 @@ class Problem:
             return pool[self.table.long()].view(self.b, self.n, self.hkv, self.d).transpose(1, 2).contiguous()
         return gather(self.k_pool), gather(self.v_pool)
 
+    def to_hnd(self):
+        """The same cache as HND pages [num_pages, Hkv, PAGE, d]."""
+        self.k_pool = self.k_pool.transpose(1, 2).contiguous()
+        self.v_pool = self.v_pool.transpose(1, 2).contiguous()
+        self.layout = 1
+
+    layout = 0  # NHD
+
     def cache_args(self):
-        return [harness.ptr(self.k_pool), harness.ptr(self.v_pool), self.num_pages, PAGE, self.hkv, self.d, 0,
-                harness.ptr(self.table), self.max_pages, harness.ptr(self.lens), self.b, self.hq, self.scale]
+        return [harness.ptr(self.k_pool), harness.ptr(self.v_pool), self.num_pages, PAGE, self.hkv, self.d,
+                self.layout, harness.ptr(self.table), self.max_pages, harness.ptr(self.lens), self.b, self.hq,
+                self.scale]
 
 
 def check(status, what):
@@ -117,16 +128,19 @@ def dense_rows(lib, timer, shapes, with_scores):
         t = timed(timer, ours)
         t_cudnn = timed(timer, lambda: sdpa(SDPBackend.CUDNN_ATTENTION, q4, k, v))
         t_flash = timed(timer, lambda: sdpa(SDPBackend.FLASH_ATTENTION, q4, k, v))
-        t_tok = t_blk = float("nan")
+        t_tok = t_blk = t_hnd = float("nan")
         if with_scores:
             tok = torch.empty(b, hkv, n, device="cuda", dtype=torch.float32)
             blk = torch.empty(b, hkv, n // 64, device="cuda", dtype=torch.float32)
             t_tok = timed(timer, dense_runner(lib, pr, tok, 1))
             t_blk = timed(timer, dense_runner(lib, pr, blk, 64))
-        rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_blk, err))
+            del k, v
+            pr.to_hnd()
+            t_hnd = timed(timer, dense_runner(lib, pr))
+        rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_blk, t_hnd, err))
         print(f"dense B={b} N={n} Hq={hq} d={d}: {t:.1f} us, cuDNN {t_cudnn:.1f}, flash {t_flash:.1f}, "
-              f"+scores {t_tok:.1f}/{t_blk:.1f}, max|err| vs fp32 {err:.2e}", flush=True)
-        del pr, k, v
+              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, max|err| vs fp32 {err:.2e}", flush=True)
+        del pr
         torch.cuda.empty_cache()
     return rows
 
@@ -165,20 +179,26 @@ def gather_rows(lib, timer):
 def main():
     lib = load()
     timer = harness.ColdTimer()
+    tiny = torch.empty(1024, device="cuda")
+    floor = timer.median_us(lambda: tiny.add_(1.0), [()], reps=100)
+    print(f"harness floor (one tiny kernel after the L2 flush): {floor:.1f} us", flush=True)
     dense = dense_rows(lib, timer, DENSE_SHAPES, with_scores=True)
     spot = dense_rows(lib, timer, SPOT_SHAPES, with_scores=False)
     gather = gather_rows(lib, timer)
 
     print()
     print(harness.header("Decode attention (bf16, page 64 NHD, shuffled block table)"))
+    print(f"Harness floor (one tiny kernel, same cold-L2 timing): {floor:.1f} µs. Ratios > 1 mean hylra is faster; "
+          "score columns are (dense + export) / dense; HND = the same cache in HND pages.")
+    print()
     print("| B | N | Hq/Hkv | d | hylra µs | TB/s | cuDNN µs | flash µs | cuDNN/hylra | FlashInfer µs (quoted) | "
-          "FI/hylra | +token scores | +block-64 scores |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for b, n, hq, hkv, d, t, tbs, tc, tf, ttok, tblk, _ in dense + spot:
+          "FI/hylra | +token scores | +block-64 scores | HND µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for b, n, hq, hkv, d, t, tbs, tc, tf, ttok, tblk, thnd, _ in dense + spot:
         fi = FLASHINFER_US.get((b, n)) if (hq, d) == (32, 128) else None
         fi_text = f"{fi} | {fi / t:.2f}×" if fi else "– | –"
         print(f"| {b} | {n // 1024}K | {hq}/{hkv} | {d} | {t:.1f} | {tbs:.2f} | {tc:.1f} | {tf:.1f} | {tc / t:.2f}× | "
-              f"{fi_text} | {ttok / t:.3f}× | {tblk / t:.3f}× |")
+              f"{fi_text} | {ttok / t:.3f}× | {tblk / t:.3f}× | {thnd:.1f} |")
     print()
     print(f"Gather, k = {GATHER_K} tokens per (sequence, KV head) of a {GATHER_N // 1024}K cache; block level = "
           f"{GATHER_K // 64} blocks of 64; naive = torch.gather + SDPA (default backend)")

@@ -23,14 +23,14 @@
 HYLRA_NAMESPACE_BEGIN
 namespace detail {
 
-// Tuning of the decode kernel for one head dimension. Stages are chosen so that a warp keeps
-// about 16-32 KB of K/V in flight and two CTAs fit on an SM where that allows.
+// Tuning of the decode kernel for one head dimension: three stages keep two tiles per warp in
+// flight; with 4 warps that fits 4 CTAs per SM at head dim 64, 2 at 128, 1 at 256.
 template <int kHeadDim>
 struct DecodePolicy {
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kTileSlots = 16;  // the N (and K) width of one MMA pair
-  static constexpr int kStages = kHeadDim == 64 ? 6 : 3;
+  static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
   static constexpr int kDenseChunkAlign = 128;
@@ -137,36 +137,31 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
   const int num_tiles = slot_end > chunk_start ? (slot_end - chunk_start + kTile - 1) / kTile : 0;
   const std::int64_t q_row0 = static_cast<std::int64_t>(batch) * p.num_qo_heads + kv_head * group;
 
-  // Q of the group, rows past the group zero, into shared memory.
-  for (int i = threadIdx.x; i < Policy::kMaxGroup * kChunksPerRow; i += Policy::kThreads) {
-    const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
-    Vec<T> v;
-    if (row < group)
-      v = Vec<T>::load(p.q + (q_row0 + row) * kHeadDim + chunk * kVecElems<T>);
-    else
-      for (int e = 0; e < kVecElems<T>; ++e) v.data[e] = from_float<T>(0.0f);
-    v.store(q_smem + swizzle<T, kHeadDim>(row, chunk));
-  }
-  __syncthreads();
+  // The merge kernel (launched as a programmatic dependent) may start its prologue once every
+  // CTA is resident; it still waits for this grid to finish before reading any partial state.
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
 
   T* my_ring = ring + warp * kStages * Smem::kStageElems;
   std::uint32_t* my_masks = masks + warp * kStages;
   const int run_mask = (1 << p.run_shift) - 1;
   auto tile_of = [&](int j) { return (((j >> p.run_shift) * kWarps + warp) << p.run_shift) | (j & run_mask); };
 
-  // Starts the copy of tile `tile` into stage `stage`: lanes 0-15 resolve one slot each to an
-  // element offset (-1 = skipped), then every lane copies its 16-byte chunks of K and V.
-  auto issue = [&](int tile, int stage) {
-    std::int64_t offset = -1;
-    if (lane < kTile) {
-      const int slot = chunk_start + tile * kTile + lane;
-      const int pos = slot < slot_end ? Slots::token(p, batch, kv_head, slot, seq_len) : -1;
-      if (pos >= 0) {
-        const int page = p.kv.physical_page(batch, pos >> p.page_shift);
-        if (page >= 0 && page < p.kv.num_pages)
-          offset = p.kv.offset(page, pos & ((1 << p.page_shift) - 1), kv_head);
-      }
-    }
+  // A tile's addresses resolve in three dependent steps, each issued one loop iteration before
+  // the next needs it, so their latencies hide behind compute: lanes 0-15 look up the logical token
+  // of their slot (an index-list read in gather decode), then its physical page (a block-table
+  // read), then the copy starts. -1 marks a skipped slot at every step.
+  auto token_of = [&](int tile) {
+    const int slot = chunk_start + tile * kTile + lane;
+    return lane < kTile && tile < num_tiles && slot < slot_end ? Slots::token(p, batch, kv_head, slot, seq_len) : -1;
+  };
+  auto page_of = [&](int pos) { return pos >= 0 ? p.kv.physical_page(batch, pos >> p.page_shift) : -1; };
+  // Copies the tile whose slots resolved to (pos, page) into stage `stage`, zero-filling skips.
+  auto issue = [&](int pos, int page, int stage) {
+    const std::int64_t offset = pos >= 0 && page >= 0 && page < p.kv.num_pages
+                                    ? p.kv.offset(page, pos & ((1 << p.page_shift) - 1), kv_head)
+                                    : -1;
     const std::uint32_t valid = __ballot_sync(0xffffffffu, offset >= 0);
     if (lane == 0) my_masks[stage] = valid;
     T* k_tile = my_ring + stage * Smem::kStageElems;
@@ -195,13 +190,35 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (tile_of(s) < num_tiles) issue(tile_of(s), s);
+    if (tile_of(s) < num_tiles) {
+      const int pos = token_of(tile_of(s));
+      issue(pos, page_of(pos), s);
+    }
     cp_async_commit();
   }
+  // Address pipeline: (next_pos, next_page) for the next tile to copy, after_pos for the one after.
+  int next_pos = token_of(tile_of(kStages - 1));
+  int next_page = page_of(next_pos);
+  int after_pos = token_of(tile_of(kStages));
+  // Q of the group (rows past the group zero) into shared memory, while the first tiles load.
+  for (int i = threadIdx.x; i < Policy::kMaxGroup * kChunksPerRow; i += Policy::kThreads) {
+    const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
+    Vec<T> v;
+    if (row < group)
+      v = Vec<T>::load(p.q + (q_row0 + row) * kHeadDim + chunk * kVecElems<T>);
+    else
+      for (int e = 0; e < kVecElems<T>; ++e) v.data[e] = from_float<T>(0.0f);
+    v.store(q_smem + swizzle<T, kHeadDim>(row, chunk));
+  }
+  __syncthreads();
+
   for (int j = 0; tile_of(j) < num_tiles; ++j) {
     const int ahead = j + kStages - 1;
-    if (tile_of(ahead) < num_tiles) issue(tile_of(ahead), ahead % kStages);
+    if (tile_of(ahead) < num_tiles) issue(next_pos, next_page, ahead % kStages);
     cp_async_commit();
+    next_pos = after_pos;
+    next_page = page_of(after_pos);
+    after_pos = token_of(tile_of(ahead + 2));
     cp_async_wait<kStages - 1>();
     __syncwarp();
 
@@ -232,36 +249,36 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
       }
 
     if (exporting) {
-      // Max over the group's rows of each slot's logit, back in natural units.
-      float slot_max[2][2];
+      // Max over the group's rows (lanes with equal t) of each slot's logit, in natural units.
+      // Lane (g, t) holds slots 8n + 2t + c, n, c in {0, 1}, for rows g and g + 8.
+      float x[4];
 #pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          float m = g < group ? s[n][c] : -INFINITY;
-          m = fmaxf(m, g + 8 < group ? s[n][2 + c] : -INFINITY);
-          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
-          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
-          slot_max[n][c] = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16)) * kLn2;
-        }
+      for (int v = 0; v < 4; ++v) {
+        const int n = v >> 1, c = v & 1;
+        x[v] = fmaxf(g < group ? s[n][c] : -INFINITY, g + 8 < group ? s[n][2 + c] : -INFINITY);
+      }
       const int tile_pos = chunk_start + tile_of(j) * kTile;
       if (p.scores.block_size == 1) {
-        if (g == 0)
+        // Reduce-scatter over g's three bits: lane bit 4 keeps n = bit, bit 3 keeps c = bit, bit 2
+        // halves nothing (both hold the same slot); 4 shuffles instead of 12, one store per tile.
+        const bool hi4 = lane & 16, hi3 = lane & 8;
+        float y[2];
 #pragma unroll
-          for (int n = 0; n < 2; ++n)
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const int pos = tile_pos + n * 8 + 2 * t + c;
-              if (pos < score_row_length) score_row[pos] = slot_max[n][c];
-            }
+        for (int i = 0; i < 2; ++i)
+          y[i] = fmaxf(hi4 ? x[2 + i] : x[i], __shfl_xor_sync(0xffffffffu, hi4 ? x[i] : x[2 + i], 16));
+        float z = fmaxf(hi3 ? y[1] : y[0], __shfl_xor_sync(0xffffffffu, hi3 ? y[0] : y[1], 8));
+        z = fmaxf(z, __shfl_xor_sync(0xffffffffu, z, 4));
+        const int pos = tile_pos + (hi4 ? 8 : 0) + 2 * t + (hi3 ? 1 : 0);
+        if ((lane & 4) == 0 && pos < score_row_length) score_row[pos] = z * kLn2;
       } else {
-        float m = fmaxf(fmaxf(slot_max[0][0], slot_max[0][1]), fmaxf(slot_max[1][0], slot_max[1][1]));
-        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-        block_score = fmaxf(block_score, fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2)));
+        float m = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+#pragma unroll
+        for (int mask = 1; mask < 32; mask *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, mask));
+        block_score = fmaxf(block_score, m);
         // A block ends here, or this warp's run (which ends on a block boundary) stops here.
         const bool block_done = ((tile_pos + kTile) & (p.scores.block_size - 1)) == 0 || tile_of(j + 1) >= num_tiles;
         if (block_done) {
-          if (lane == 0) score_row[tile_pos / p.scores.block_size] = block_score;
+          if (lane == 0) score_row[tile_pos / p.scores.block_size] = block_score * kLn2;
           block_score = -INFINITY;
         }
       }

@@ -38,6 +38,11 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* 
   const int row = blockIdx.x * rows_per_cta + threadIdx.x / threads_per_row;
   const int col = (threadIdx.x % threads_per_row) * kMergeVec;
   if (row >= num_rows || threadIdx.x >= rows_per_cta * threads_per_row) return;
+#if __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of split-KV decode: wait until its states are written.
+  // A no-op for an ordinary launch.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
 
   const float* row_lse = lse + static_cast<std::int64_t>(row) * num_states;
   float max_lse = -INFINITY;
@@ -58,6 +63,25 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* 
   for (int i = 0; i < kMergeVec; ++i) result.data[i] = from_float<TOut>(acc[i] * inv);
   result.store(out + static_cast<std::int64_t>(row) * head_dim + col);
   if (lse_out != nullptr && col == 0) lse_out[row] = denom > 0.0f ? max_lse + logf(denom) : -INFINITY;
+}
+
+// Launches the merge; with `after_producer` it may start while the previous kernel on the stream
+// (which must trigger griddepcontrol.launch_dependents) is finishing, hiding the launch latency.
+template <typename TIn, typename TOut>
+Status launch_merge_states(const TIn* states, const float* lse, int num_rows, int num_states, int head_dim,
+                           TOut* out, float* lse_out, bool after_producer, cudaStream_t stream) {
+  const int rows_per_cta = kMergeThreads / (head_dim / kMergeVec);
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3((num_rows + rows_per_cta - 1) / rows_per_cta);
+  config.blockDim = dim3(kMergeThreads);
+  config.stream = stream;
+  cudaLaunchAttribute attribute;
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = after_producer ? 1 : 0;
+  return cuda_status(cudaLaunchKernelEx(&config, merge_states_kernel<TIn, TOut>, states, lse, num_rows, num_states,
+                                        head_dim, out, lse_out));
 }
 
 }  // namespace detail
@@ -93,11 +117,8 @@ class MergeStates {
   // Graph-capturable: one launch sized from host values, no allocation, no synchronization.
   static Status run(const Arguments& args, void* /*workspace*/, std::size_t /*workspace_bytes*/, cudaStream_t stream) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    const int rows_per_cta = detail::kMergeThreads / (args.head_dim / detail::kMergeVec);
-    const int grid = (args.num_rows + rows_per_cta - 1) / rows_per_cta;
-    detail::merge_states_kernel<TIn, TOut><<<grid, detail::kMergeThreads, 0, stream>>>(
-        args.states, args.lse, args.num_rows, args.num_states, args.head_dim, args.out, args.lse_out);
-    return check_launch();
+    return detail::launch_merge_states(args.states, args.lse, args.num_rows, args.num_states, args.head_dim, args.out,
+                                       args.lse_out, false, stream);
   }
 };
 

@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -22,25 +23,42 @@ struct SplitPlan {
   std::size_t workspace_bytes = 0;  // partial O then partial LSE, fp32; 0 when num_splits == 1
 };
 
+// SM count of the current device and resident decode CTAs per SM, queried once per device (and
+// the kernel's shared-memory limit raised then), so run() adds only a cudaGetDevice per call.
+template <typename T, int kHeadDim, typename Slots>
+Status decode_occupancy(int* num_sms, int* per_sm) {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices];  // (num_sms << 8 | per_sm) + 1; 0 = not queried
+  int device = 0;
+  HYLRA_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
+  int packed = device < kMaxDevices ? known[device].load(std::memory_order_relaxed) : 0;
+  if (packed == 0) {
+    constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
+    auto kernel = decode_kernel<T, kHeadDim, Slots>;
+    int sms = 0, ctas = 0;
+    HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)));
+    HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, kSmemBytes));
+    HYLRA_RETURN_IF_ERROR(cuda_status(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, DecodePolicy<kHeadDim>::kThreads, kSmemBytes)));
+    if (ctas <= 0 || ctas > 255) return {StatusCode::kNotSupported, "decode kernel does not fit on this device"};
+    packed = (sms << 8 | ctas) + 1;
+    if (device < kMaxDevices) known[device].store(packed, std::memory_order_relaxed);
+  }
+  *num_sms = (packed - 1) >> 8;
+  *per_sm = (packed - 1) & 255;
+  return Status::success();
+}
+
 // A wave of CTAs counts as full enough at this fraction of the device's resident CTA slots.
-constexpr double kSplitWaveEfficiency = 0.9;
+constexpr double kSplitWaveEfficiency = 0.95;
 
 // Fewest chunks (multiples of `align`, at least `min_chunk` slots unless one chunk covers all)
 // that fill the device's CTA slots to kSplitWaveEfficiency; the best filling when none does.
 template <typename T, int kHeadDim, typename Slots>
 Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capacity, int align, int min_chunk,
                    SplitPlan* plan) {
-  using Policy = DecodePolicy<kHeadDim>;
-  constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
-  auto kernel = decode_kernel<T, kHeadDim, Slots>;
-  int device = 0, num_sms = 0, per_sm = 0;
-  HYLRA_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
-  HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device)));
-  HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, kSmemBytes));
-  HYLRA_RETURN_IF_ERROR(cuda_status(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Policy::kThreads, kSmemBytes)));
-  if (per_sm <= 0) return {StatusCode::kNotSupported, "decode kernel does not fit on this device"};
-
+  int num_sms = 0, per_sm = 0;
+  HYLRA_RETURN_IF_ERROR((decode_occupancy<T, kHeadDim, Slots>(&num_sms, &per_sm)));
   const std::int64_t slots = static_cast<std::int64_t>(num_sms) * per_sm;
   const std::int64_t pairs = static_cast<std::int64_t>(batch) * num_kv_heads;
   const int capacity = slot_capacity > 0 ? slot_capacity : 1;
@@ -77,22 +95,16 @@ Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* worksp
   params.partial_lse = plan.num_splits > 1 ? params.partial_o + states * kHeadDim : nullptr;
 
   constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
+  int num_sms = 0, per_sm = 0;  // also raises the kernel's shared-memory limit on first use
+  HYLRA_RETURN_IF_ERROR((decode_occupancy<T, kHeadDim, Slots>(&num_sms, &per_sm)));
   auto kernel = decode_kernel<T, kHeadDim, Slots>;
-  HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, kSmemBytes));
   const dim3 grid(plan.num_splits, params.kv.num_kv_heads, params.kv.batch_size);
   kernel<<<grid, DecodePolicy<kHeadDim>::kThreads, kSmemBytes, stream>>>(params);
   HYLRA_RETURN_IF_ERROR(check_launch());
   if (plan.num_splits == 1) return Status::success();
 
-  typename MergeStates<float, T>::Arguments merge;
-  merge.states = params.partial_o;
-  merge.lse = params.partial_lse;
-  merge.num_rows = params.kv.batch_size * params.num_qo_heads;
-  merge.num_states = plan.num_splits;
-  merge.head_dim = kHeadDim;
-  merge.out = params.out;
-  merge.lse_out = params.lse;
-  return MergeStates<float, T>::run(merge, nullptr, 0, stream);
+  return launch_merge_states(params.partial_o, params.partial_lse, params.kv.batch_size * params.num_qo_heads,
+                             plan.num_splits, kHeadDim, params.out, params.lse, true, stream);
 }
 
 // Checks shared by both decode operations; `head_dim` must equal kHeadDim.

@@ -11,11 +11,11 @@
 //   * a reuse edge of layer j is M[source][j]; producers are Select and DenseSelect layers (forced
 //     DenseSelect layers count).
 // Each solver is an exact dynamic program over (layer, most recent producer[, producers so far]);
-// objectives are lexicographic and accumulate in layer order, so a solver's objective value equals
-// summarize() of the policy it returns. Among equally good policies the one returned is fixed (the
-// earliest predecessor wins ties) but not otherwise specified. Real-valued ties closer than
-// rounding are decided by rounding; inputs that are multiples of a power of two (overlaps out of
-// k = 2^m) are summed exactly.
+// objectives are lexicographic and accumulate in layer order, as summarize() does. Primaries are
+// exact (producer counts, minimum edges, integer cost units); edge sums are exact when the
+// similarities are multiples of a power of two (overlaps out of k = 2^m), and otherwise differ
+// from the exact optimum by rounding at most. Among equally good policies the one returned is
+// fixed (the earliest predecessor wins ties) but not otherwise specified.
 //
 // Everything is constexpr: with a literal matrix and a small policy capacity (<= 32 layers) a
 // policy can be derived in a constant expression; larger capacities use a heap workspace.
@@ -59,32 +59,30 @@ constexpr bool better(Score a, Score b) { return a.primary > b.primary || (a.pri
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// The objective is a template parameter so the DP's inner loops carry no dispatch.
+template <Objective kObjective>
 struct DpProblem {
-  Objective objective = Objective::kFewestProducersThenSum;
   double theta = -kInf;      // a Reuse layer needs M[source][layer] >= theta
   int max_producers = -1;    // -1: no limit
   int exact_producers = -1;  // -1: any number
   KindCosts costs{};
 
   constexpr bool counts_producers() const { return max_producers >= 0 || exact_producers >= 0; }
-  constexpr Score start() const { return objective == Objective::kMaxMinEdge ? Score{kInf, 0.0} : Score{}; }
+  constexpr Score start() const { return kObjective == Objective::kMaxMinEdge ? Score{kInf, 0.0} : Score{}; }
 
   // The score after one more layer of `kind` (edge: its similarity when kind is Reuse).
   constexpr Score apply(Score s, LayerKind kind, double edge) const {
     const bool reuse = kind == LayerKind::kReuse;
-    switch (objective) {
-      case Objective::kFewestProducersThenSum:
-        s.primary -= is_producer(kind) ? 1.0 : 0.0;
-        s.secondary += reuse ? edge : 0.0;
-        break;
-      case Objective::kMaxMinEdge:
-        if (reuse && edge < s.primary) s.primary = edge;
-        break;
-      case Objective::kMaxSum: s.primary += reuse ? edge : 0.0; break;
-      case Objective::kMinCostThenSum:
-        s.primary -= costs.of(kind);
-        s.secondary += reuse ? edge : 0.0;
-        break;
+    if constexpr (kObjective == Objective::kFewestProducersThenSum) {
+      s.primary -= is_producer(kind) ? 1.0 : 0.0;
+      s.secondary += reuse ? edge : 0.0;
+    } else if constexpr (kObjective == Objective::kMaxMinEdge) {
+      if (reuse && edge < s.primary) s.primary = edge;
+    } else if constexpr (kObjective == Objective::kMaxSum) {
+      s.primary += reuse ? edge : 0.0;
+    } else {
+      s.primary -= costs.of(kind);
+      s.secondary += reuse ? edge : 0.0;
     }
     return s;
   }
@@ -104,7 +102,8 @@ struct DpWorkspace {
 
 // The better producer kind a layer may take (Select wins ties), or false if it may take none.
 // Producing leaves the chain state the same whichever kind, so the choice is local.
-constexpr bool producer_kind(const DpProblem& d, KindSet allowed, LayerKind* kind) {
+template <typename Problem>
+constexpr bool producer_kind(const Problem& d, KindSet allowed, LayerKind* kind) {
   bool found = false;
   for (LayerKind k : {LayerKind::kSelect, LayerKind::kDenseSelect}) {
     if (!allowed.contains(k)) continue;
@@ -116,7 +115,8 @@ constexpr bool producer_kind(const DpProblem& d, KindSet allowed, LayerKind* kin
 
 // The better non-producing kind for `layer` with most recent producer `src` (-1: none): Dense, or
 // Reuse when allowed and its edge meets theta (Dense wins ties). Local for the same reason.
-constexpr bool passive_kind(const DpProblem& d, const SimilarityView& m, KindSet allowed, int src, int layer, LayerKind* kind) {
+template <typename Problem>
+constexpr bool passive_kind(const Problem& d, const SimilarityView& m, KindSet allowed, int src, int layer, LayerKind* kind) {
   bool found = false;
   if (allowed.contains(LayerKind::kDense)) {
     *kind = LayerKind::kDense;
@@ -133,8 +133,8 @@ constexpr bool passive_kind(const DpProblem& d, const SimilarityView& m, KindSet
 // Solves `d` over the policy space of `in` and writes the best policy to `out`, or returns false
 // when no policy satisfies the constraints. O(L^2 · C) time with C = 1 + the producer limit when
 // counted (else 1); O((L + 1)^2) space in `ws`.
-template <int MaxLayers>
-constexpr bool solve_dp(const PolicyInputs& in, const DpProblem& d, DpWorkspace<MaxLayers>& ws, BasicPolicy<MaxLayers>* out, Score* best_score) {
+template <int MaxLayers, typename Problem>
+constexpr bool solve_dp(const PolicyInputs& in, const Problem& d, DpWorkspace<MaxLayers>& ws, BasicPolicy<MaxLayers>* out, Score* best_score) {
   constexpr int kSide = MaxLayers + 1;
   const SimilarityView& m = in.similarity;
   const int num_layers = m.num_layers;
@@ -238,8 +238,8 @@ constexpr Status validate_inputs(const PolicyInputs& in, bool needs_similarity) 
 
 // Runs the DP with a workspace on the stack for small capacities (constant-expression friendly)
 // and on the heap otherwise, then validates the result against the rules as a post-condition.
-template <int MaxLayers>
-constexpr Status run_dp(const PolicyInputs& in, const DpProblem& d, const char* infeasible, BasicPolicy<MaxLayers>* out, Score* score) {
+template <int MaxLayers, typename Problem>
+constexpr Status run_dp(const PolicyInputs& in, const Problem& d, const char* infeasible, BasicPolicy<MaxLayers>* out, Score* score) {
   if (out == nullptr) return Status(StatusCode::kNullPointer, "policy output");
   BasicPolicy<MaxLayers> policy;
   bool found = false;
@@ -265,8 +265,7 @@ template <int MaxLayers>
 constexpr Status solve_threshold(const PolicyInputs& in, double theta, BasicPolicy<MaxLayers>* out) {
   HYLRA_RETURN_IF_ERROR(detail::validate_inputs<MaxLayers>(in, true));
   if (theta != theta) return Status(StatusCode::kInvalidValue, "theta is NaN");
-  detail::DpProblem d;
-  d.objective = detail::Objective::kFewestProducersThenSum;
+  detail::DpProblem<detail::Objective::kFewestProducersThenSum> d;
   d.theta = theta;
   detail::Score score;
   return detail::run_dp(in, d, "threshold: the allowed kinds admit no policy", out, &score);
@@ -281,15 +280,15 @@ constexpr Status solve_switch_budget(const PolicyInputs& in, int max_producers, 
   HYLRA_RETURN_IF_ERROR(detail::validate_inputs<MaxLayers>(in, true));
   if (max_producers < 0) return Status(StatusCode::kInvalidValue, "max_producers must be non-negative");
   const char* infeasible = "switch budget: no policy has at most max_producers producers";
-  detail::DpProblem d;
-  d.objective = detail::Objective::kMaxMinEdge;
-  d.max_producers = max_producers;
+  detail::DpProblem<detail::Objective::kMaxMinEdge> worst_edge;
+  worst_edge.max_producers = max_producers;
   detail::Score bottleneck;
-  HYLRA_RETURN_IF_ERROR(detail::run_dp(in, d, infeasible, out, &bottleneck));
-  d.objective = detail::Objective::kMaxSum;
-  d.theta = bottleneck.primary;
+  HYLRA_RETURN_IF_ERROR(detail::run_dp(in, worst_edge, infeasible, out, &bottleneck));
+  detail::DpProblem<detail::Objective::kMaxSum> sum_edges;
+  sum_edges.max_producers = max_producers;
+  sum_edges.theta = bottleneck.primary;
   detail::Score sum;
-  return detail::run_dp(in, d, infeasible, out, &sum);
+  return detail::run_dp(in, sum_edges, infeasible, out, &sum);
 }
 
 // K anchors (Kascade-style): exactly `num_anchors` producers, placed to maximise the total
@@ -298,8 +297,7 @@ template <int MaxLayers>
 constexpr Status solve_anchors(const PolicyInputs& in, int num_anchors, BasicPolicy<MaxLayers>* out) {
   HYLRA_RETURN_IF_ERROR(detail::validate_inputs<MaxLayers>(in, true));
   if (num_anchors < 0) return Status(StatusCode::kInvalidValue, "num_anchors must be non-negative");
-  detail::DpProblem d;
-  d.objective = detail::Objective::kMaxSum;
+  detail::DpProblem<detail::Objective::kMaxSum> d;
   d.exact_producers = num_anchors;
   detail::Score score;
   return detail::run_dp(in, d, "anchors: no policy has exactly num_anchors producers", out, &score);
@@ -326,8 +324,7 @@ constexpr Status solve_cost_aware(const PolicyInputs& in, double theta, const Ki
   HYLRA_RETURN_IF_ERROR(detail::validate_inputs<MaxLayers>(in, true));
   if (theta != theta) return Status(StatusCode::kInvalidValue, "theta is NaN");
   HYLRA_RETURN_IF_ERROR(validate(costs));
-  detail::DpProblem d;
-  d.objective = detail::Objective::kMinCostThenSum;
+  detail::DpProblem<detail::Objective::kMinCostThenSum> d;
   d.theta = theta;
   d.max_producers = max_producers < 0 ? -1 : max_producers;
   d.costs = cost_units(costs);

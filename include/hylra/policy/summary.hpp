@@ -40,8 +40,9 @@ struct PolicyStats {
   constexpr int count(LayerKind kind) const { return num_kind[static_cast<int>(kind)]; }
 };
 
-// Sums in layer order (the solvers accumulate in the same order, so their objective values and
-// this function's agree to the bit). Expects a valid policy and a matrix covering its layers. O(L).
+// Sums in layer order, as the solvers accumulate edge similarities, so a solver's edge sum and
+// this one agree to the bit (cost is in the caller's units; the cost-aware solver compares
+// cost_units). Expects a valid policy and a matrix covering its layers. O(L).
 template <int MaxLayers>
 constexpr PolicyStats summarize(const BasicPolicy<MaxLayers>& policy, const SimilarityView& m, const KindCosts& costs = {}) {
   PolicyStats s;

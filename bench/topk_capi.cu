@@ -21,6 +21,9 @@ struct Cluster16Policy : hylra::BatchedTopKPolicy {  // smaller segments, more C
   static constexpr int kMaxClusterSize = 16;
   static constexpr int kPreferredSegmentBytes = 32 * 1024;
 };
+struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
+  static constexpr int kMaxClusterSize = 16;
+};
 
 template <typename F>
 auto with_policy(int variant, F&& f) {
@@ -29,6 +32,7 @@ auto with_policy(int variant, F&& f) {
     case 2: return f(hylra::TypeTag<Threads256Policy>{});
     case 3: return f(hylra::TypeTag<Threads1024Policy>{});
     case 4: return f(hylra::TypeTag<Cluster16Policy>{});
+    case 5: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }
@@ -37,7 +41,7 @@ auto with_policy(int variant, F&& f) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 5; }
+__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 6; }
 
 // dtype: 0 fp16, 1 bf16, 2 fp32 (hylra::DType); variant: 0 = the default policy.
 __attribute__((visibility("default"))) int hylra_topk(int variant, int dtype, const void* scores, long long row_stride,

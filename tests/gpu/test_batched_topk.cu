@@ -38,7 +38,7 @@ bool same_bits(T a, T b) {
   return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
 
-template <typename T>
+template <typename T, typename Policy = BatchedTopKPolicy>
 void check_case(const Case& c, std::mt19937_64& rng) {
   CAPTURE(c.rows);
   CAPTURE(c.cols);
@@ -80,7 +80,7 @@ void check_case(const Case& c, std::mt19937_64& rng) {
   d_values.poison();
   d_counts.poison();
 
-  typename BatchedTopK<T>::Arguments args;
+  typename BatchedTopK<T, Policy>::Arguments args;
   args.scores = d_scores.ptr;
   args.row_stride = stride;
   args.num_rows = c.rows;
@@ -101,8 +101,8 @@ void check_case(const Case& c, std::mt19937_64& rng) {
     args.page_size = c.page_size;
     args.rows_per_sequence = rows_per_sequence;
   }
-  REQUIRE(BatchedTopK<T>::workspace_size(args) == 0);
-  const Status status = BatchedTopK<T>::run(args, nullptr, 0, nullptr);
+  REQUIRE(BatchedTopK<T, Policy>::workspace_size(args) == 0);
+  const Status status = BatchedTopK<T, Policy>::run(args, nullptr, 0, nullptr);
   REQUIRE_MESSAGE(status.ok(), to_string(status));
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   const std::vector<std::int32_t> indices = d_indices.download(), counts = d_counts.download();
@@ -214,6 +214,26 @@ TEST_CASE_TEMPLATE("BatchedTopK unaligned rows, forced positions, sorted output 
   check_case<T>(paged, rng);
   paged.sorted = true;
   check_case<T>(paged, rng);
+}
+
+// Another policy: clusters of up to 16 CTAs (non-portable), 256 threads, 8-bit digits.
+struct WideClusterPolicy : BatchedTopKPolicy {
+  static constexpr int kThreads = 256;
+  static constexpr int kDigitBits = 8;
+  static constexpr int kMaxClusterSize = 16;
+  static constexpr int kPreferredSegmentBytes = 16 * 1024;
+};
+
+TEST_CASE_TEMPLATE("BatchedTopK with another policy", T, float, __nv_bfloat16) {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (Pattern p : kAllPatterns)
+    for (int n : {7, 8192, 131072, 1 << 20}) {
+      Case c{3, n, p == Pattern::kNormal ? 4096 : 2048, p};
+      c.largest = p != Pattern::kAscending;
+      check_case<T, WideClusterPolicy>(c, rng);
+    }
 }
 
 TEST_CASE("BatchedTopK reports bad arguments") {

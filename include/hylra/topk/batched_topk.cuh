@@ -9,9 +9,10 @@
 // Method: one thread-block cluster of up to 8 CTAs per row. Each CTA streams its segment of the
 // row once from global memory with 16-byte loads, turns scores into RadixKey bits, builds the
 // first digit's histogram on the fly and keeps the keys in shared memory; the remaining radix
-// passes run on shared memory, with the CTAs' histograms summed through distributed shared
-// memory. A last pass numbers the selected positions in index order (warp ballots, then a scan
-// over warps and over the cluster's CTAs) and writes them. Global traffic: the row read once,
+// passes (11-bit digits) run on shared memory with 16-byte reads. Each CTA adds its non-zero
+// histogram bins into every peer's copy through distributed shared memory, so every CTA picks
+// the same bucket from local reads. A last pass numbers the selected positions in index order
+// (warp scans, then a scan over warps and over the cluster's CTAs) and writes them. Global traffic: the row read once,
 // k outputs written. No workspace, no host synchronisation, a grid fixed by (R, N): the call is
 // CUDA-graph capturable.
 #pragma once
@@ -137,15 +138,20 @@ __global__ void __launch_bounds__(Policy::kThreads)
   constexpr int kUnroll = Policy::kLoadUnroll;
   using Key = RadixKey<ScoreT>;
   using Bits = typename Key::Bits;
+  using Keys = Vec<Bits, kVec>;
   using Bucket = BlockRadixBucket<kThreads, Policy::kDigitBits>;
   constexpr int kBins = Bucket::kBins;
+  constexpr unsigned kAllLanes = 0xFFFFFFFFu;
 
   extern __shared__ __align__(16) unsigned char dynamic_smem[];
-  Bits* const cache = reinterpret_cast<Bits*>(dynamic_smem);
-  __shared__ int histogram[2][kBins];  // double-buffered: peers read one while we fill the other
+  Bits* const cache = reinterpret_cast<Bits*>(dynamic_smem);  // the segment's keys, whole groups
+  __shared__ int local_histogram[kBins];  // this CTA's counts of the current digit
+  // The cluster's counts, which every CTA adds into every CTA's copy; double-buffered so that
+  // peers can add the next digit's counts while this CTA still reads the current ones.
+  __shared__ int cluster_histogram[2][kBins];
   __shared__ typename Bucket::TempStorage bucket_storage;
   __shared__ int warp_above[kWarps], warp_tied[kWarps];
-  __shared__ int cta_counts[2];  // this CTA's (above, tied), read by the cluster's other CTAs
+  __shared__ int cta_counts[2];   // this CTA's (above, tied), read by the cluster's other CTAs
   __shared__ int cta_offsets[3];  // (above before us, tied before us, above in the whole row)
 
   const cg::cluster_group cluster = cg::this_cluster();
@@ -158,6 +164,7 @@ __global__ void __launch_bounds__(Policy::kThreads)
   length = length < 0 ? 0 : (length > args.num_cols ? args.num_cols : length);
   const int seg_begin = rank * segment;
   const int seg_len = length - seg_begin < 0 ? 0 : (length - seg_begin > segment ? segment : length - seg_begin);
+  const int num_groups = (seg_len + kVec - 1) / kVec;  // groups of kVec consecutive positions
   const ScoreT* const row_scores = args.scores + static_cast<std::int64_t>(row) * args.row_stride;
   const ScoreT* const seg_scores = row_scores + seg_begin;
   const int recent_begin = length - args.recent_tokens;
@@ -165,47 +172,62 @@ __global__ void __launch_bounds__(Policy::kThreads)
     const int pos = seg_begin + i;
     return pos < args.sink_tokens || pos >= recent_begin ? Key::kForced : Key::make(score, args.largest);
   };
-  const auto key_at = [&](int i) { return cached ? cache[i] : key_of(i, seg_scores[i]); };
+  // Keys of positions [g * kVec, (g + 1) * kVec) of the segment; kInvalid past its end.
+  const auto group_keys = [&](int g) {
+    Keys keys;
+    if (cached) return Keys::load(cache + g * kVec);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      const int i = g * kVec + e;
+      keys.data[e] = i < seg_len ? key_of(i, seg_scores[i]) : Key::kInvalid;
+    }
+    return keys;
+  };
 
-  for (int b = tid; b < 2 * kBins; b += kThreads) (&histogram[0][0])[b] = 0;
+  for (int b = tid; b < kBins; b += kThreads) {
+    local_histogram[b] = 0;
+    cluster_histogram[0][b] = 0;
+    cluster_histogram[1][b] = 0;
+  }
+  // Peers add into our cluster_histogram only after this barrier; wait for it after the load.
+  auto cleared = cluster.barrier_arrive();
   __syncthreads();
 
   // Pass 0 fused with the load: the top digit's histogram, and the keys into shared memory.
   constexpr int kTopShift = Key::kBits - Policy::kDigitBits;
   const auto count_top = [&](Bits key) {
-    if (key != Key::kInvalid) atomicAdd(&histogram[0][key >> kTopShift], 1);
+    if (key != Key::kInvalid) atomicAdd(&local_histogram[key >> kTopShift], 1);
   };
   if (vectorized) {
-    const int num_vecs = (seg_len + kVec - 1) / kVec;
-    for (int first = 0; first < num_vecs; first += kThreads * kUnroll) {
+    for (int first = 0; first < num_groups; first += kThreads * kUnroll) {
       Vec<ScoreT> loaded[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        const int v = first + u * kThreads + tid;
-        if ((v + 1) * kVec <= seg_len) {
-          loaded[u] = Vec<ScoreT>::load(seg_scores + v * kVec);
-        } else if (v < num_vecs) {
+        const int g = first + u * kThreads + tid;
+        if ((g + 1) * kVec <= seg_len) {
+          loaded[u] = Vec<ScoreT>::load(seg_scores + g * kVec);
+        } else if (g < num_groups) {
 #pragma unroll
           for (int e = 0; e < kVec; ++e)
-            loaded[u].data[e] = v * kVec + e < seg_len ? seg_scores[v * kVec + e] : nan_score<ScoreT>();
+            loaded[u].data[e] = g * kVec + e < seg_len ? seg_scores[g * kVec + e] : nan_score<ScoreT>();
         }
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        const int v = first + u * kThreads + tid;
-        if (v >= num_vecs) continue;
-        Vec<Bits, kVec> keys;
+        const int g = first + u * kThreads + tid;
+        if (g >= num_groups) continue;
+        Keys keys;
 #pragma unroll
         for (int e = 0; e < kVec; ++e) {
-          keys.data[e] = v * kVec + e < seg_len ? key_of(v * kVec + e, loaded[u].data[e]) : Key::kInvalid;
+          keys.data[e] = g * kVec + e < seg_len ? key_of(g * kVec + e, loaded[u].data[e]) : Key::kInvalid;
           count_top(keys.data[e]);
         }
-        if (cached) keys.store(cache + v * kVec);
+        if (cached) keys.store(cache + g * kVec);
       }
     }
   } else {
-    for (int i = tid; i < seg_len; i += kThreads) {
-      const Bits key = key_of(i, seg_scores[i]);
+    for (int i = tid; i < num_groups * kVec; i += kThreads) {
+      const Bits key = i < seg_len ? key_of(i, seg_scores[i]) : Key::kInvalid;
       count_top(key);
       if (cached) cache[i] = key;
     }
@@ -219,21 +241,33 @@ __global__ void __launch_bounds__(Policy::kThreads)
   for (int shift = kTopShift, width = Policy::kDigitBits, buffer = 0;; buffer ^= 1) {
     const Bits digit_mask = static_cast<Bits>((1u << width) - 1u);
     if (shift != kTopShift) {
-      for (int i = tid; i < seg_len; i += kThreads) {
-        const Bits key = key_at(i);
-        if (key != Key::kInvalid && (key & mask) == prefix) atomicAdd(&histogram[buffer][(key >> shift) & digit_mask], 1);
+      for (int g = tid; g < num_groups; g += kThreads) {
+        const Keys keys = group_keys(g);
+#pragma unroll
+        for (int e = 0; e < kVec; ++e)
+          if (keys.data[e] != Key::kInvalid && (keys.data[e] & mask) == prefix)
+            atomicAdd(&local_histogram[(keys.data[e] >> shift) & digit_mask], 1);
       }
     }
-    cluster.sync();  // every CTA's histogram[buffer] is complete
-    // Every CTA finished reading histogram[buffer ^ 1] before this barrier: refill it next pass.
-    for (int b = tid; b < kBins; b += kThreads) histogram[buffer ^ 1][b] = 0;
-    const RadixBucket bucket = Bucket(bucket_storage).find(
-        [&](int digit) {
-          int count = 0;
-          for (int r = 0; r < cluster_size; ++r) count += cluster.map_shared_rank(&histogram[buffer][0], r)[digit];
-          return count;
-        },
-        take);
+    __syncthreads();  // local_histogram complete
+    if (shift == kTopShift) cluster.barrier_wait(std::move(cleared));
+    // Add our non-zero bins into every CTA's copy (ours included), starting at a different peer
+    // in each CTA; zero them for the next digit.
+    for (int b = tid; b < kBins; b += kThreads) {
+      const int count = local_histogram[b];
+      if (count == 0) continue;
+      for (int r = 0; r < cluster_size; ++r) {
+        const int peer = rank + r < cluster_size ? rank + r : rank + r - cluster_size;
+        atomicAdd(cluster.map_shared_rank(&cluster_histogram[buffer][b], peer), count);
+      }
+      local_histogram[b] = 0;
+    }
+    // Our copy of the other buffer was last read by us (previous digit) and is next added into
+    // after the barrier below: clear it now.
+    for (int b = tid; b < kBins; b += kThreads) cluster_histogram[buffer ^ 1][b] = 0;
+    cluster.sync();  // every CTA's additions into cluster_histogram[buffer] are visible
+    const RadixBucket bucket =
+        Bucket(bucket_storage).find([&](int digit) { return cluster_histogram[buffer][digit]; }, take);
     if (bucket.total < take) {  // fewer selectable positions than k: take them all
       take = bucket.total;
       break;
@@ -246,21 +280,35 @@ __global__ void __launch_bounds__(Policy::kThreads)
     shift -= width;
   }
 
-  // Number the selected positions in position order: warps own contiguous runs of the segment.
-  const int per_warp = ((seg_len + kWarps - 1) / kWarps + 31) / 32 * 32;
-  const int warp_begin = warp * per_warp;
-  const int warp_end = warp_begin + per_warp < seg_len ? warp_begin + per_warp : seg_len;
-  const auto classify = [&](int i, bool& above, bool& tied) {
-    const Bits key = i < warp_end ? key_at(i) : Key::kInvalid;
-    above = key != Key::kInvalid && (key & mask) > prefix;
-    tied = key != Key::kInvalid && (key & mask) == prefix;
+  // Number the selected positions in position order. Warps own contiguous runs of groups; lane l
+  // of an iteration holds group base + l, so a warp scan of per-lane counts orders them.
+  const int groups_per_warp = ((num_groups + kWarps - 1) / kWarps + 31) / 32 * 32;
+  const int warp_first = warp * groups_per_warp;
+  const int warp_last = warp_first + groups_per_warp < num_groups ? warp_first + groups_per_warp : num_groups;
+  // Bit e of `above` / `tied`: position g * kVec + e is above the threshold / tied with it.
+  const auto classify = [&](int g, unsigned& above, unsigned& tied) {
+    above = tied = 0;
+    if (g >= warp_last) return;
+    const Keys keys = group_keys(g);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      const Bits masked = keys.data[e] & mask;
+      if (keys.data[e] == Key::kInvalid) continue;
+      above |= static_cast<unsigned>(masked > prefix) << e;
+      tied |= static_cast<unsigned>(masked == prefix) << e;
+    }
   };
   int above_count = 0, tied_count = 0;
-  for (int base = warp_begin; base < warp_end; base += 32) {
-    bool above, tied;
+  for (int base = warp_first; base < warp_last; base += 32) {
+    unsigned above, tied;
     classify(base + lane, above, tied);
-    above_count += __popc(__ballot_sync(0xFFFFFFFFu, above));
-    tied_count += __popc(__ballot_sync(0xFFFFFFFFu, tied));
+    above_count += __popc(above);
+    tied_count += __popc(tied);
+  }
+#pragma unroll
+  for (int offset = 16; offset >= 1; offset /= 2) {
+    above_count += __shfl_xor_sync(kAllLanes, above_count, offset);
+    tied_count += __shfl_xor_sync(kAllLanes, tied_count, offset);
   }
   if (lane == 0) {
     warp_above[warp] = above_count;
@@ -272,7 +320,7 @@ __global__ void __launch_bounds__(Policy::kThreads)
     const int own_above = above, own_tied = tied;
 #pragma unroll
     for (int offset = 1; offset < 32; offset *= 2) {
-      const int a = __shfl_up_sync(0xFFFFFFFFu, above, offset), t = __shfl_up_sync(0xFFFFFFFFu, tied, offset);
+      const int a = __shfl_up_sync(kAllLanes, above, offset), t = __shfl_up_sync(kAllLanes, tied, offset);
       if (lane >= offset) above += a, tied += t;
     }
     if (lane < kWarps) {
@@ -307,26 +355,37 @@ __global__ void __launch_bounds__(Policy::kThreads)
   ScoreT* const out_values = args.sorted || args.values == nullptr ? nullptr : args.values + out_row;
   int next_above = cta_offsets[0] + warp_above[warp];
   int next_tied = cta_offsets[1] + warp_tied[warp];
-  const unsigned lanes_below = (1u << lane) - 1u;
-  for (int base = warp_begin; base < warp_end; base += 32) {
-    bool above, tied;
-    const int i = base + lane;
-    classify(i, above, tied);
-    const unsigned above_lanes = __ballot_sync(0xFFFFFFFFu, above);
-    const unsigned tied_lanes = __ballot_sync(0xFFFFFFFFu, tied);
-    int slot = -1;
-    if (above) slot = next_above + __popc(above_lanes & lanes_below);
-    if (tied) {
-      const int tie_rank = next_tied + __popc(tied_lanes & lanes_below);
-      if (tie_rank < take) slot = above_total + tie_rank;
+  for (int base = warp_first; base < warp_last; base += 32) {
+    const int g = base + lane;
+    unsigned above, tied;
+    classify(g, above, tied);
+    if (!__any_sync(kAllLanes, (above | tied) != 0)) continue;
+    const int lane_above = __popc(above), lane_tied = __popc(tied);
+    int above_through = lane_above, tied_through = lane_tied;  // inclusive scans over lanes
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+      const int a = __shfl_up_sync(kAllLanes, above_through, offset);
+      const int t = __shfl_up_sync(kAllLanes, tied_through, offset);
+      if (lane >= offset) above_through += a, tied_through += t;
     }
-    if (slot >= 0) {
-      const int pos = seg_begin + i;
+    int above_rank = next_above + above_through - lane_above;
+    int tied_rank = next_tied + tied_through - lane_tied;
+    next_above += __shfl_sync(kAllLanes, above_through, 31);
+    next_tied += __shfl_sync(kAllLanes, tied_through, 31);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      int slot = -1;
+      if ((above >> e) & 1u) {
+        slot = above_rank++;
+      } else if ((tied >> e) & 1u) {
+        if (tied_rank < take) slot = above_total + tied_rank;
+        ++tied_rank;
+      }
+      if (slot < 0) continue;
+      const int pos = seg_begin + g * kVec + e;
       out_indices[slot] = args.sorted ? pos : translate_position(args, row, pos);
       if (out_values) out_values[slot] = row_scores[pos];
     }
-    next_above += __popc(above_lanes);
-    next_tied += __popc(tied_lanes);
   }
   for (int j = selected + rank * kThreads + tid; j < args.k; j += cluster_size * kThreads) {
     out_indices[j] = -1;
@@ -420,7 +479,11 @@ class BatchedTopK {
         shape.cached ? shape.segment * static_cast<int>(sizeof(typename RadixKey<ScoreT>::Bits)) : 0;
 
     const auto kernel = detail::batched_topk_kernel<ScoreT, Policy>;
-    HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, smem_bytes));
+    // Raised on every call: with the kernel's static histograms, even a small cache can pass the
+    // 48 KB a kernel gets without asking.
+    if (smem_bytes > 0)
+      HYLRA_RETURN_IF_ERROR(
+          cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes)));
     if (Policy::kMaxClusterSize > 8)
       HYLRA_RETURN_IF_ERROR(cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
     cudaLaunchAttribute attribute;

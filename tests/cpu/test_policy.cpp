@@ -229,6 +229,40 @@ TEST_CASE("solvers run in constant expressions") {
   static_assert(summary.producers == 2 && summary.reuse_edges == 5, "summaries are constexpr too");
 }
 
+namespace {
+
+// An 80-layer model (Llama-70B-sized) whose layers attend alike in groups of 8.
+struct Banded80 {
+  static constexpr int kLayers = 80;
+  double m[kLayers * kLayers] = {};
+};
+constexpr Banded80 make_banded80() {
+  Banded80 b;
+  for (int i = 0; i < Banded80::kLayers; ++i)
+    for (int j = 0; j < Banded80::kLayers; ++j) b.m[i * Banded80::kLayers + j] = i / 8 == j / 8 ? 0.9 - 0.01 * (j > i ? j - i : i - j) : 0.3;
+  return b;
+}
+constexpr Banded80 kBanded80 = make_banded80();
+
+constexpr BasicPolicy<Banded80::kLayers> threshold80() {
+  PolicyInputs in;
+  in.similarity = SimilarityView{kBanded80.m, Banded80::kLayers};
+  in.selection.k = 2048;
+  BasicPolicy<Banded80::kLayers> p;
+  return solve_threshold(in, 0.8, &p).ok() ? p : BasicPolicy<Banded80::kLayers>{};
+}
+
+}  // namespace
+
+#if defined(HYLRA_POLICY_CONSTANT_EVALUATED)
+TEST_CASE("an 80-layer policy at compile time (GCC, Clang)") {
+  constexpr BasicPolicy<Banded80::kLayers> p = threshold80();
+  static_assert(p.num_layers == 80 && p.num_producers() == 10, "one producer per group of 8");
+  static_assert(p[8].kind == LayerKind::kSelect && p[15] == reuse(8), "groups start with Select");
+  CHECK(p == threshold80());  // the same solver at run time, heap workspace
+}
+#endif
+
 TEST_CASE("each solver on a hand-checked matrix") {
   Policy p;
   // Threshold: ties in the count go to the larger total similarity. With theta 0.85 layer 4 can

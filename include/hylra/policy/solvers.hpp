@@ -17,8 +17,9 @@
 // from the exact optimum by rounding at most. Among equally good policies the one returned is
 // fixed (the earliest predecessor wins ties) but not otherwise specified.
 //
-// Everything is constexpr: with a literal matrix and a small policy capacity (<= 32 layers) a
-// policy can be derived in a constant expression; larger capacities use a heap workspace.
+// Everything is constexpr: with a literal matrix a policy can be derived in a constant expression
+// (any capacity with GCC or Clang, up to 32 layers with other compilers); at run time capacities
+// above 32 layers use a heap workspace.
 #pragma once
 
 #include <array>
@@ -29,6 +30,14 @@
 #include "hylra/policy/policy.hpp"
 #include "hylra/policy/similarity.hpp"
 #include "hylra/policy/summary.hpp"
+
+// GCC and Clang expose C++20's std::is_constant_evaluated() as a builtin in C++17 mode; with it a
+// policy of any capacity can be derived at compile time, without it up to kStackWorkspaceLayers.
+#if defined(__has_builtin) && !defined(__CUDACC__)
+#if __has_builtin(__builtin_is_constant_evaluated)
+#define HYLRA_POLICY_CONSTANT_EVALUATED() __builtin_is_constant_evaluated()
+#endif
+#endif
 
 HYLRA_NAMESPACE_BEGIN
 namespace policy {
@@ -236,19 +245,39 @@ constexpr Status validate_inputs(const PolicyInputs& in, bool needs_similarity) 
   return Status::success();
 }
 
-// Runs the DP with a workspace on the stack for small capacities (constant-expression friendly)
-// and on the heap otherwise, then validates the result against the rules as a post-condition.
+// Not constexpr: C++17 allows no std::unique_ptr in a constexpr function, even on a path that
+// constant evaluation never takes.
+template <int MaxLayers, typename Problem>
+bool solve_dp_on_heap(const PolicyInputs& in, const Problem& d, BasicPolicy<MaxLayers>* out, Score* best_score) {
+  const auto ws = std::make_unique<DpWorkspace<MaxLayers>>();
+  return solve_dp(in, d, *ws, out, best_score);
+}
+
+// Policies of up to this many layers keep the DP workspace on the stack (under 20 KiB).
+constexpr int kStackWorkspaceLayers = 32;
+
+// Runs the DP with a workspace on the stack for small capacities and on the heap otherwise (in
+// constant evaluation always local), then validates the result against the rules as a
+// post-condition.
 template <int MaxLayers, typename Problem>
 constexpr Status run_dp(const PolicyInputs& in, const Problem& d, const char* infeasible, BasicPolicy<MaxLayers>* out, Score* score) {
   if (out == nullptr) return Status(StatusCode::kNullPointer, "policy output");
   BasicPolicy<MaxLayers> policy;
   bool found = false;
-  if constexpr (MaxLayers <= 32) {
+  if constexpr (MaxLayers <= kStackWorkspaceLayers) {
     DpWorkspace<MaxLayers> ws;
     found = solve_dp(in, d, ws, &policy, score);
   } else {
-    const auto ws = std::make_unique<DpWorkspace<MaxLayers>>();
-    found = solve_dp(in, d, *ws, &policy, score);
+#if defined(HYLRA_POLICY_CONSTANT_EVALUATED)
+    // The compiler has no heap in C++17 constant evaluation; there any capacity uses a local.
+    if (HYLRA_POLICY_CONSTANT_EVALUATED()) {
+      DpWorkspace<MaxLayers> ws;
+      found = solve_dp(in, d, ws, &policy, score);
+    } else
+#endif
+    {
+      found = solve_dp_on_heap(in, d, &policy, score);
+    }
   }
   if (!found) return Status(StatusCode::kInfeasible, infeasible);
   HYLRA_RETURN_IF_ERROR(validate(policy, in.sensitive));

@@ -284,27 +284,38 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
       }
     }
 
-    // Online softmax: rescale what was accumulated when a row's max grows.
-    float p_val[2][4];
+    // Online softmax. The accumulator is rescaled only when some row's max grows, which after the
+    // first tiles is rare: the skipped factor would be exactly 1, so results are unchanged.
+    float p_val[2][4], base[2];
+    bool grew = false;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float new_max = fmaxf(row_max[r], tile_max[r]);
-      const float base = new_max == -INFINITY ? 0.0f : new_max;  // all skipped so far: keep zeros
-      const float rescale = exp2f(row_max[r] - base);
-      row_max[r] = new_max;
-      row_sum[r] *= rescale;
+      grew |= tile_max[r] > row_max[r];
+    }
+    if (__any_sync(0xffffffffu, grew)) {
 #pragma unroll
-      for (int n = 0; n < kHeadDim / 8; ++n) {
-        acc[n][2 * r] *= rescale;
-        acc[n][2 * r + 1] *= rescale;
+      for (int r = 0; r < 2; ++r) {
+        const float new_max = fmaxf(row_max[r], tile_max[r]);
+        const float rescale = exp2f(row_max[r] - (new_max == -INFINITY ? 0.0f : new_max));
+        row_max[r] = new_max;
+        row_sum[r] *= rescale;
+#pragma unroll
+        for (int n = 0; n < kHeadDim / 8; ++n) {
+          acc[n][2 * r] *= rescale;
+          acc[n][2 * r + 1] *= rescale;
+        }
       }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      base[r] = row_max[r] == -INFINITY ? 0.0f : row_max[r];  // all skipped so far: keep zeros
 #pragma unroll
       for (int n = 0; n < 2; ++n)
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
-          p_val[n][2 * r + c] = exp2f(s[n][2 * r + c] - base);
+          p_val[n][2 * r + c] = exp2f(s[n][2 * r + c] - base[r]);
           row_sum[r] += p_val[n][2 * r + c];
         }
     }

@@ -26,6 +26,8 @@ namespace detail {
 // Threads of a merge CTA; each handles 4 consecutive elements of one row.
 constexpr int kMergeThreads = 128;
 constexpr int kMergeVec = 4;
+// States whose loads a merge thread keeps in flight together.
+constexpr int kMergeBatch = 8;
 
 template <typename TIn, typename TOut>
 __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* __restrict__ states,
@@ -44,19 +46,37 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* 
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 
+  // One pass with a running max over batches of kMergeBatch states, all of a batch's loads issued
+  // before any is used (a state-by-state loop would wait one memory latency per state).
   const float* row_lse = lse + static_cast<std::int64_t>(row) * num_states;
-  float max_lse = -INFINITY;
-  for (int s = 0; s < num_states; ++s) max_lse = fmaxf(max_lse, row_lse[s]);
-  float acc[kMergeVec] = {};
-  float denom = 0.0f;
-  if (max_lse != -INFINITY) {
-    for (int s = 0; s < num_states; ++s) {
-      const float w = __expf(row_lse[s] - max_lse);
+  const TIn* row_states = states + static_cast<std::int64_t>(row) * num_states * head_dim + col;
+  float max_lse = -INFINITY, denom = 0.0f, acc[kMergeVec] = {};
+  for (int first = 0; first < num_states; first += kMergeBatch) {
+    float state_lse[kMergeBatch];
+    Vec<TIn, kMergeVec> state_o[kMergeBatch];
+#pragma unroll
+    for (int i = 0; i < kMergeBatch; ++i) {
+      const int s = min(first + i, num_states - 1);  // past the end: a valid address, weight 0
+      state_lse[i] = first + i < num_states ? row_lse[s] : -INFINITY;
+      state_o[i] = Vec<TIn, kMergeVec>::load(row_states + static_cast<std::int64_t>(s) * head_dim);
+    }
+    float batch_max = max_lse;
+#pragma unroll
+    for (int i = 0; i < kMergeBatch; ++i) batch_max = fmaxf(batch_max, state_lse[i]);
+    if (batch_max == -INFINITY) continue;
+    const float rescale = __expf(max_lse - batch_max);  // 0 while max_lse is -inf
+    denom *= rescale;
+#pragma unroll
+    for (int e = 0; e < kMergeVec; ++e) acc[e] *= rescale;
+#pragma unroll
+    for (int i = 0; i < kMergeBatch; ++i) {
+      const float w = __expf(state_lse[i] - batch_max);
       if (w == 0.0f) continue;  // an empty state's O may be anything
       denom += w;
-      const auto o = Vec<TIn, kMergeVec>::load(states + (static_cast<std::int64_t>(row) * num_states + s) * head_dim + col);
-      for (int i = 0; i < kMergeVec; ++i) acc[i] += w * o.to_float(i);
+#pragma unroll
+      for (int e = 0; e < kMergeVec; ++e) acc[e] += w * state_o[i].to_float(e);
     }
+    max_lse = batch_max;
   }
   Vec<TOut, kMergeVec> result;
   const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;

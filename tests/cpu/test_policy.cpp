@@ -461,9 +461,8 @@ Problem random_problem(std::mt19937& rng, Solver solver, int max_layers, bool qu
   std::uniform_real_distribution<double> real(0.0, 1.0);
   for (int i = 0; i < L; ++i) {
     pb.m[i * L + i] = 1.0;
-    for (int j = i + 1; j < L; ++j) pb.m[i * L + j] = quantized ? uniform(levels == 2 ? 8 : 0, 16) / 16.0 * (levels == 2 ? 1.0 : 1.0) : real(rng);
-    if (quantized && levels == 2)
-      for (int j = i + 1; j < L; ++j) pb.m[i * L + j] = pb.m[i * L + j] >= 0.75 ? 0.75 : 0.5;
+    for (int j = i + 1; j < L; ++j)
+      pb.m[i * L + j] = !quantized ? real(rng) : levels == 2 ? (uniform(0, 1) ? 0.75 : 0.5) : uniform(0, 16) / 16.0;
   }
   pb.sensitive.assign(L, 0);
   const int sensitive_pct = uniform(0, 3) * 10;

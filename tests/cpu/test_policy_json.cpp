@@ -249,6 +249,30 @@ TEST_CASE("similarity files: JSON round trip, .npy input, and errors") {
   REQUIRE(io::write_npy(m_path, io::NpyType::kInt32, {2, 2}, ints).ok());
   CHECK(read_similarity_file(m_path, &back, &error) == StatusCode::kNotSupported);
 
+  const double r[3] = {0.5, 0.01, 0.02};
+  // Top-k index sets [layers, rows, k] -> the same matrix build_similarity() gives.
+  const std::int32_t topk[3][2][4] = {{{1, 2, 3, 4}, {5, 6, 7, 8}}, {{1, 2, 9, -1}, {5, 6, 7, 8}}, {{4, 3, 2, 1}, {-1, -1, -1, 5}}};
+  std::vector<double> expected;
+  REQUIRE(build_similarity(&topk[0][0][0], 3, 2, 4, &expected).ok());
+  REQUIRE(io::write_npy(m_path, io::NpyType::kInt32, {3, 2, 4}, topk).ok());
+  REQUIRE_MESSAGE(read_topk_similarity_npy(m_path, &back, &error).ok(), error);
+  CHECK(back.num_layers == 3);
+  CHECK(back.matrix == expected);
+  CHECK(back.view()(0, 1) == 0.75);
+  const std::int64_t wide[2] = {3, std::int64_t(1) << 40};
+  REQUIRE(io::write_npy(m_path, io::NpyType::kInt64, {1, 1, 2}, wide).ok());
+  CHECK(read_topk_similarity_npy(m_path, &back, &error) == StatusCode::kInvalidValue);
+  CHECK(error.find("above int32") != std::string::npos);
+  const std::int32_t below[2] = {3, -2};
+  REQUIRE(io::write_npy(m_path, io::NpyType::kInt32, {1, 1, 2}, below).ok());
+  CHECK(read_topk_similarity_npy(m_path, &back, &error) == StatusCode::kInvalidValue);
+  REQUIRE(io::write_npy(m_path, io::NpyType::kInt32, {2, 1}, below).ok());
+  CHECK(read_topk_similarity_npy(m_path, &back, &error) == StatusCode::kInvalidShape);
+  REQUIRE(io::write_npy(m_path, io::NpyType::kInt32, {1, 0, 2}, below).ok());
+  CHECK(read_topk_similarity_npy(m_path, &back, &error) == StatusCode::kInvalidShape);
+  REQUIRE(io::write_npy(m_path, io::NpyType::kFloat64, {1, 1, 2}, r).ok());
+  CHECK(read_topk_similarity_npy(m_path, &back, &error) == StatusCode::kNotSupported);
+
   std::vector<char> mask;
   std::vector<double> rnmse;
   const unsigned char u8[3] = {0, 1, 0};
@@ -256,7 +280,6 @@ TEST_CASE("similarity files: JSON round trip, .npy input, and errors") {
   REQUIRE(read_layer_vector_npy(v_path, 3, &mask, &rnmse, &error).ok());
   CHECK(mask == std::vector<char>{0, 1, 0});
   CHECK(read_layer_vector_npy(v_path, 4, &mask, &rnmse, &error) == StatusCode::kInvalidShape);
-  const double r[3] = {0.5, 0.01, 0.02};
   REQUIRE(io::write_npy(v_path, io::NpyType::kFloat64, {3}, r).ok());
   REQUIRE(read_layer_vector_npy(v_path, 3, &mask, &rnmse, &error).ok());
   CHECK(rnmse == std::vector<double>{0.5, 0.01, 0.02});

@@ -39,6 +39,11 @@ if(NOT p1_no_input STREQUAL p3_no_input)
   message(FATAL_ERROR ".npy and JSON inputs gave different policies:\n${p1}\n---\n${p3}")
 endif()
 
+# The similarity built from per-layer top-k index sets (3 groups of layers drifting slightly).
+run(0 "pattern: DCSSCSSS.*min similarity 0.7188" --topk "${DATA}/example_topk.npy" --solver threshold --theta 0.7 --k 16 --sensitive-layers 0)
+run(2 "give one of --input and --topk" --input "${sim}" --topk "${DATA}/example_topk.npy" --solver threshold --theta 0.7 --k 16)
+run(1 "example_similarity.npy: expected top-k indices of shape" --topk "${DATA}/example_similarity.npy" --solver threshold --theta 0.7 --k 16)
+
 # Every solver runs; the summary reports cost when costs are given.
 run(0 "producers 2" --input "${sim}" --solver switch-budget --max-producers 2 --k 64)
 run(0 "producers 3" --input "${sim}" --solver anchors --anchors 3 --k 64)

@@ -17,7 +17,7 @@ using namespace hylra::policy;
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  hylra-policy --input SIM --solver NAME [solver options] --k K [options]
+  hylra-policy (--input SIM | --topk IDX) --solver NAME [solver options] --k K [options]
   hylra-policy --check POLICY [--input SIM] [--costs D,DS,S,R]
   hylra-policy --help
 
@@ -27,6 +27,8 @@ matrix and per-layer sensitivity, writes it as JSON and prints a summary.
 inputs:
   --input FILE            similarity: .json (hylra.similarity, may carry sensitivity) or an
                           L x L float32/float64 .npy
+  --topk FILE             build the similarity from per-layer top-k index sets: an int32/int64
+                          .npy [layers, rows, k] (rows: decode steps x heads; -1 pads)
   --sensitive FILE        .npy per-layer mask (uint8/int32/int64, nonzero = sensitive), or
                           float RNMSE values (then --max-rnmse applies)
   --sensitive-layers LIST comma-separated layer ids, e.g. 0,1,31 (adds to the file's mask)
@@ -56,7 +58,7 @@ exit status: 0 success, 1 a file or the solver failed, 2 bad arguments.
 )";
 
 struct Options {
-  std::string input, sensitive_file, sensitive_layers, solver, output, check, costs_text;
+  std::string input, topk, sensitive_file, sensitive_layers, solver, output, check, costs_text;
   std::string scope = "per_kv_head", sensitive_kind = "dense";
   double theta = 0.0, max_rnmse = -1.0;
   bool has_theta = false, has_max_rnmse = false, tolerant_dense = false, quiet = false;
@@ -111,6 +113,7 @@ Options parse_args(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     } else if (flag == "--input") o.input = value();
+    else if (flag == "--topk") o.topk = value();
     else if (flag == "--sensitive") o.sensitive_file = value();
     else if (flag == "--sensitive-layers") o.sensitive_layers = value();
     else if (flag == "--max-rnmse") { o.max_rnmse = parse_double(flag, value()); o.has_max_rnmse = true; }
@@ -143,9 +146,10 @@ Options parse_args(int argc, char** argv) {
     usage_error("--sensitive-kind: expected dense, dense-select or either, got '" + o.sensitive_kind + "'");
   if (!o.check.empty()) {
     if (!o.solver.empty()) usage_error("--check and --solver are exclusive");
+    if (!o.input.empty() && !o.topk.empty()) usage_error("give at most one of --input and --topk");
     return o;
   }
-  if (o.input.empty()) usage_error("--input is required");
+  if (o.input.empty() == o.topk.empty()) usage_error("give one of --input and --topk");
   if (o.solver.empty()) usage_error("--solver is required");
   if (o.k == 0) usage_error("--k is required");
   const std::string& s = o.solver;
@@ -168,7 +172,8 @@ Options parse_args(int argc, char** argv) {
 SimilarityData load_inputs(const Options& o) {
   SimilarityData data;
   std::string error;
-  if (!read_similarity_file(o.input, &data, &error).ok()) fail(error);
+  const Status read = o.topk.empty() ? read_similarity_file(o.input, &data, &error) : read_topk_similarity_npy(o.topk, &data, &error);
+  if (!read.ok()) fail(error);
   if (!o.sensitive_file.empty()) {
     std::vector<char> mask;
     std::vector<double> rnmse;
@@ -194,7 +199,7 @@ SimilarityData load_inputs(const Options& o) {
 io::JsonValue provenance_of(const Options& o) {
   io::JsonValue p = io::JsonValue::object();
   p.set("tool", io::JsonValue::string("hylra-policy"));
-  p.set("input", io::JsonValue::string(o.input));
+  p.set("input", io::JsonValue::string(o.topk.empty() ? o.input : o.topk));
   p.set("solver", io::JsonValue::string(o.solver));
   if (o.has_theta) p.set("theta", io::JsonValue::number(o.theta));
   if (o.max_producers >= 0) p.set("max_producers", io::JsonValue::integer(o.max_producers));
@@ -285,11 +290,11 @@ int main(int argc, char** argv) {
     io::JsonValue provenance;
     if (!read_policy_file(o.check, &p, &error, &provenance).ok()) fail(error);
     SimilarityData data;
-    const bool with_data = !o.input.empty();
+    const bool with_data = !o.input.empty() || !o.topk.empty();
     if (with_data) {
       data = load_inputs(o);
       if (data.num_layers != p.num_layers)
-        fail(o.check + ": the policy has " + std::to_string(p.num_layers) + " layers, " + o.input + " has " + std::to_string(data.num_layers));
+        fail(o.check + ": the policy has " + std::to_string(p.num_layers) + " layers, the similarity has " + std::to_string(data.num_layers));
       int bad = -1;
       const Status s = validate(p, data.sensitive_mask(), &bad);
       if (!s.ok()) fail(o.check + ": layer " + std::to_string(bad) + ": " + to_string(s));

@@ -5,8 +5,9 @@
 //    "similarity": [[L numbers in [0, 1]] × L rows],
 //    "sensitive": [L booleans] (optional), "rnmse": [L numbers >= 0] (optional),
 //    "provenance": {...} (optional, carried through unread)}
-// .npy: an L×L float32/float64 similarity matrix; a length-L uint8/int32/int64 mask (nonzero =
-// sensitive) or float32/float64 RNMSE vector.
+// .npy: an L×L float32/float64 similarity matrix, or int32/int64 top-k index sets
+// [L, rows, k] to build it from; a length-L uint8/int32/int64 mask (nonzero = sensitive) or
+// float32/float64 RNMSE vector.
 #pragma once
 
 #include <cstdio>
@@ -196,6 +197,48 @@ inline Status read_similarity_file(const std::string& path, SimilarityData* out,
     if (!(data.matrix[i] >= 0.0 && data.matrix[i] <= 1.0))
       return fail("element [" + std::to_string(i / data.num_layers) + "][" + std::to_string(i % data.num_layers) + "] is not in [0, 1]", StatusCode::kInvalidValue,
                   "similarity npy: value out of [0, 1]");
+  *out = std::move(data);
+  return Status::success();
+}
+
+// Builds the similarity from per-layer top-k index sets in .npy: an int32 or int64 array
+// [num_layers, rows, k] (a row is one decode step of one head; -1 pads), through
+// build_similarity(). Ids must fit int32.
+inline Status read_topk_similarity_npy(const std::string& path, SimilarityData* out, std::string* error) {
+  if (out == nullptr) return Status(StatusCode::kNullPointer, "similarity output");
+  io::NpyArray a;
+  const Status s = io::read_npy(path, &a);
+  auto fail = [&](const std::string& what, StatusCode code, const char* detail) {
+    if (error) *error = path + ": " + what;
+    return Status(code, detail);
+  };
+  if (!s.ok()) return fail(to_string(s), s.code(), s.detail());
+  if (a.shape.size() != 3 || a.shape[0] < 1 || a.shape[0] > kMaxLayers || a.shape[1] < 1 || a.shape[2] < 1)
+    return fail("expected top-k indices of shape [num_layers <= " + std::to_string(kMaxLayers) + ", rows, k], all positive", StatusCode::kInvalidShape,
+                "top-k npy: shape");
+  if (a.type != io::NpyType::kInt32 && a.type != io::NpyType::kInt64) return fail("expected int32 or int64 indices", StatusCode::kNotSupported, "top-k npy: dtype");
+  // Non-empty and fully present in memory, so the product of the extents cannot overflow.
+  const std::size_t count = a.bytes.size() / static_cast<std::size_t>(io::npy_item_size(a.type));
+  std::vector<std::int32_t> ids(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    std::int64_t id = 0;
+    if (a.type == io::NpyType::kInt32) {
+      std::int32_t v;
+      std::memcpy(&v, a.bytes.data() + 4 * i, 4);
+      id = v;
+    } else {
+      std::memcpy(&id, a.bytes.data() + 8 * i, 8);
+    }
+    if (id < -1 || id > std::numeric_limits<std::int32_t>::max())
+      return fail("index " + std::to_string(id) + " at flat position " + std::to_string(i) + " is below -1 or above int32", StatusCode::kInvalidValue,
+                  "top-k npy: index out of range");
+    ids[i] = static_cast<std::int32_t>(id);
+  }
+  if (a.shape[1] > std::numeric_limits<int>::max() || a.shape[2] > std::numeric_limits<int>::max())
+    return fail("rows and k must fit int", StatusCode::kInvalidShape, "top-k npy: shape");
+  SimilarityData data;
+  data.num_layers = static_cast<int>(a.shape[0]);
+  HYLRA_RETURN_IF_ERROR(build_similarity(ids.data(), data.num_layers, static_cast<int>(a.shape[1]), static_cast<int>(a.shape[2]), &data.matrix));
   *out = std::move(data);
   return Status::success();
 }

@@ -122,6 +122,10 @@ TEST_CASE("npy parse errors are named, never crash") {
   // A huge declared shape is rejected against the bytes present, without allocating it.
   expect(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", 1, 16),
          StatusCode::kParseError, "shorter");
+  // An empty array may declare huge extents beside its zero; counting them must not overflow.
+  REQUIRE(parse(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776, 0), }"),
+                &a).ok());
+  CHECK(a.num_elements() == 0);
   CHECK(io::read_npy("/nonexistent/dir/x.npy", &a) == StatusCode::kIoError);
   CHECK(io::write_npy("/nonexistent/dir/x.npy", NpyType::kFloat32, {1}, good.data()) == StatusCode::kIoError);
 }

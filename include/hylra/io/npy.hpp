@@ -51,7 +51,11 @@ struct NpyArray {
   std::vector<std::int64_t> shape;  // empty for a 0-d array (one element)
   std::vector<unsigned char> bytes;  // little-endian elements, C order
 
+  // Zero when any extent is zero (such a shape may hold huge extents beside the zero); otherwise the
+  // product, which parse_npy has bounded by the bytes present.
   std::int64_t num_elements() const {
+    for (std::int64_t extent : shape)
+      if (extent == 0) return 0;
     std::int64_t n = 1;
     for (std::int64_t extent : shape) n *= extent;
     return n;

@@ -39,8 +39,7 @@ HYLRA_NAMESPACE_BEGIN
 struct BatchedTopKPolicy {
   static constexpr int kThreads = 512;
   // 11-bit digits: fp32 keys take at most 3 passes (11 + 11 + 10 bits), 16-bit keys 2 (11 + 5).
-  // The first digit (sign, exponent and a few mantissa bits) spreads typical scores over enough
-  // bins that the shared-memory atomics of the streaming pass rarely collide.
+  // Measured on H200 (bench/RESULTS.md), 8-bit digits were 3-7 % faster; see the note there.
   static constexpr int kDigitBits = 11;
   static constexpr int kMaxClusterSize = 8;  // the portable cluster size; 16 is allowed on Hopper
   // A row is split further while its segments exceed this many bytes of keys, so that several

@@ -1,14 +1,19 @@
-// The HyLRA idea on a synthetic trace, through the host reference (fp64, no GPU needed):
+// HyLRA's offline half on a synthetic trace, through the host reference (fp64, no GPU needed):
 // per layer, how much error top-k attention adds (sensitivity), how much of its top-k set the
-// previous layer already found (inter-layer similarity), and the error of reusing that set.
+// previous layer already found (inter-layer similarity) and the error of reusing that set; then
+// the threshold solver turns the profile into a per-layer policy.
 //
-//   ./01_synthetic_profile [k] [seed]
+//   ./01_synthetic_profile [k] [seed] [theta]
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "hylra/layout/index_list.hpp"
+#include "hylra/policy/similarity.hpp"
+#include "hylra/policy/solvers.hpp"
 #include "hylra/reference/attention.hpp"
 #include "hylra/reference/metrics.hpp"
 #include "hylra/reference/topk.hpp"
@@ -19,6 +24,7 @@ using namespace hylra;
 namespace {
 
 constexpr int kSinks = 4, kRecent = 64;
+constexpr double kMaxTolerableRnmse = 0.1;  // layers whose own top-k error exceeds this stay dense
 
 struct LayerResult {
   std::vector<float> dense_out;
@@ -62,6 +68,7 @@ int main(int argc, char** argv) {
   const int k = argc > 1 ? std::atoi(argv[1]) : 256;
   SyntheticTraceConfig config;
   config.seed = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1;
+  const double theta = argc > 3 ? std::atof(argv[3]) : 0.55;
   Trace trace;
   Status status = make_synthetic_trace(config, &trace);
   if (!status.ok() || k <= 0) {
@@ -76,6 +83,8 @@ int main(int argc, char** argv) {
   std::printf("layer | top-k error (RNMSE) | overlap with layer-1 | error reusing layer-1's set\n");
   std::printf("------+---------------------+----------------------+----------------------------\n");
   LayerResult previous, current;
+  std::vector<std::int32_t> all_topk;  // [layer][row][k], for the similarity matrix
+  std::vector<double> own_errors;
   for (int l = 0; l < s.num_layers; ++l) {
     status = profile_layer(trace, l, k, &current);
     std::vector<float> sparse_out;
@@ -85,6 +94,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     const double own_error = reference::rnmse(sparse_out.data(), current.dense_out.data(), s.q_elements());
+    own_errors.push_back(own_error);
+    all_topk.insert(all_topk.end(), current.topk.begin(), current.topk.end());
     if (l == 0) {
       std::printf("%5d | %19.2e | %20s | %26s\n", l, own_error, "-", "-");
     } else {
@@ -102,8 +113,29 @@ int main(int argc, char** argv) {
     }
     std::swap(previous, current);
   }
-  std::printf("\nA diffuse layer (layer 0 here) loses accuracy under top-k: keep it dense. Where consecutive\n"
-              "layers overlap strongly, reusing the earlier layer's indices costs little extra error and\n"
-              "saves the later layer its scoring pass and top-k: the policy solvers decide where.\n");
+
+  // The policy: sensitive layers dense, then the fewest producers with every reuse edge >= theta.
+  const int rows = s.num_queries * s.num_kv_heads;
+  std::vector<double> similarity;
+  bool sensitive[policy::kMaxLayers] = {};
+  status = policy::build_similarity(all_topk.data(), s.num_layers, rows, k, &similarity);
+  if (status.ok()) status = policy::sensitivity_from_rnmse(own_errors.data(), s.num_layers, kMaxTolerableRnmse, sensitive);
+  policy::PolicyInputs inputs;
+  inputs.similarity = policy::SimilarityView{similarity.data(), s.num_layers};
+  inputs.sensitive = sensitive;
+  inputs.selection.k = k;
+  policy::Policy derived;
+  if (status.ok()) status = policy::solve_threshold(inputs, theta, &derived);
+  std::string pattern;
+  if (status.ok()) status = policy::to_share_pattern(derived, &pattern);
+  if (!status.ok()) {
+    std::fprintf(stderr, "policy (theta = %.2f): %s\n", theta, to_string(status).c_str());
+    return 1;
+  }
+  std::printf("\nPolicy for theta = %.2f (layers with top-k error above %.2g stay dense): %s\n"
+              "  D = dense, C = selects its own top-k, S = reuses the last selecting layer's indices;\n"
+              "  %d of %d layers select, %d reuse.\n",
+              theta, kMaxTolerableRnmse, pattern.c_str(), derived.num_producers(), s.num_layers,
+              static_cast<int>(std::count(pattern.begin(), pattern.end(), 'S')));
   return 0;
 }

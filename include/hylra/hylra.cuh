@@ -13,6 +13,11 @@
 #include "hylra/layout/index_list.hpp"
 #include "hylra/layout/kv_cache.hpp"
 
+#include "hylra/policy/policy_json.hpp"
+#include "hylra/policy/similarity_io.hpp"
+#include "hylra/policy/solvers.hpp"
+#include "hylra/policy/summary.hpp"
+
 #include "hylra/io/json.hpp"
 #include "hylra/io/npy.hpp"
 

@@ -13,13 +13,17 @@ inline Status cuda_status(cudaError_t error) {
                               : Status(StatusCode::kCudaError, cudaGetErrorName(error));
 }
 
-// Call right after a <<<...>>> launch: reports a bad configuration or a pending error.
+// Call right after a <<<...>>> launch: reports a bad configuration, or an error still pending from
+// earlier asynchronous work on the device (CUDA reports errors where it finds them).
 inline Status check_launch() { return cuda_status(cudaGetLastError()); }
 
-// Lets `kernel` use `bytes` of dynamic shared memory (above 48 KB this must be raised explicitly).
+// Lets `kernel` launch with `bytes` of dynamic shared memory. A block may use more than 48 KB of
+// shared memory in all (static + dynamic) only after its dynamic limit is raised explicitly.
 template <typename Kernel>
 Status set_dynamic_smem(Kernel kernel, int bytes) {
-  if (bytes <= 48 * 1024) return Status::success();
+  cudaFuncAttributes attributes;
+  HYLRA_RETURN_IF_ERROR(cuda_status(cudaFuncGetAttributes(&attributes, kernel)));
+  if (attributes.sharedSizeBytes + bytes <= 48 * 1024) return Status::success();
   return cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 

@@ -229,6 +229,9 @@ TEST_CASE("dense decode reports bad arguments without launching") {
   a.q = q.ptr + 1;
   expect(a, StatusCode::kMisaligned);
   a = good;
+  a.out = out.ptr + 1;
+  expect(a, StatusCode::kMisaligned);
+  a = good;
   a.num_qo_heads = 34;  // group 17
   expect(a, StatusCode::kNotSupported);
   a.num_qo_heads = 5;  // not a multiple of 2 KV heads

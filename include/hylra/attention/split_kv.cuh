@@ -82,6 +82,7 @@ Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capac
 }
 
 // Launches the chunks and, when there are several, their merge into params.out / params.lse.
+// Called after plan_splits, whose occupancy query raised the kernel's shared-memory limit.
 template <typename T, int kHeadDim, typename Slots>
 Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* workspace, std::size_t workspace_bytes,
                      cudaStream_t stream) {
@@ -95,11 +96,8 @@ Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* worksp
   params.partial_lse = plan.num_splits > 1 ? params.partial_o + states * kHeadDim : nullptr;
 
   constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
-  int num_sms = 0, per_sm = 0;  // also raises the kernel's shared-memory limit on first use
-  HYLRA_RETURN_IF_ERROR((decode_occupancy<T, kHeadDim, Slots>(&num_sms, &per_sm)));
-  auto kernel = decode_kernel<T, kHeadDim, Slots>;
   const dim3 grid(plan.num_splits, params.kv.num_kv_heads, params.kv.batch_size);
-  kernel<<<grid, DecodePolicy<kHeadDim>::kThreads, kSmemBytes, stream>>>(params);
+  decode_kernel<T, kHeadDim, Slots><<<grid, DecodePolicy<kHeadDim>::kThreads, kSmemBytes, stream>>>(params);
   HYLRA_RETURN_IF_ERROR(check_launch());
   if (plan.num_splits == 1) return Status::success();
 
@@ -112,7 +110,8 @@ template <typename T, int kHeadDim>
 Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, const T* out, float sm_scale) {
   if (q == nullptr) return {StatusCode::kNullPointer, "q"};
   if (out == nullptr) return {StatusCode::kNullPointer, "out"};
-  if (reinterpret_cast<std::uintptr_t>(q) % 16 != 0) return {StatusCode::kMisaligned, "q must be 16-byte aligned"};
+  if (reinterpret_cast<std::uintptr_t>(q) % 16 != 0 || reinterpret_cast<std::uintptr_t>(out) % 16 != 0)
+    return {StatusCode::kMisaligned, "q and out must be 16-byte aligned"};
   HYLRA_RETURN_IF_ERROR(validate(kv));
   if (kv.head_dim != kHeadDim) return {StatusCode::kInvalidShape, "kv.head_dim differs from the instantiated head dim"};
   if (kv.num_kv_heads > 65535 || kv.batch_size > 65535)

@@ -1,5 +1,7 @@
 // MergeStates against reference::merge_states: fp32 and half partial states, empty (-inf) states
-// holding garbage, rows whose states are all empty, head dims 64 and 256.
+// holding garbage, rows whose states are all empty, rows whose states are dealt to several thread
+// groups (more than 8 states, some groups seeing only empty states), head dims 12 (threads left
+// over in a CTA), 64, 128 and 256.
 #include "gpu/test_decode_common.cuh"
 
 #include <limits>
@@ -12,8 +14,8 @@ using namespace decode_test;
 
 TEST_CASE_TEMPLATE("merge of partial states matches the reference", TIn, float, half) {
   std::mt19937 rng(71);
-  for (int dim : {64, 256}) {
-    for (int states : {1, 2, 7}) {
+  for (int dim : {12, 64, 128, 256}) {
+    for (int states : {1, 2, 7, 9, 33, 200}) {
       CAPTURE(dim);
       CAPTURE(states);
       const int rows = 37;
@@ -24,6 +26,7 @@ TEST_CASE_TEMPLATE("merge of partial states matches the reference", TIn, float, 
       for (int s = 0; s < states; ++s) lse[5 * states + s] = -std::numeric_limits<float>::infinity();  // row 5 empty
       lse[2 * states] = -std::numeric_limits<float>::infinity();  // an empty state with garbage O
       for (int i = 0; i < dim; ++i) o[2 * states * dim + i] = from_float<TIn>(std::numeric_limits<float>::quiet_NaN());
+      for (int s = 1; s < states; s += 2) lse[7 * states + s] = -std::numeric_limits<float>::infinity();  // row 7: odd states empty
 
       DeviceBuffer<TIn> d_o(o);
       DeviceBuffer<float> d_lse(lse), d_lse_out(rows);

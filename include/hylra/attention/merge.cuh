@@ -23,66 +23,115 @@ HYLRA_NAMESPACE_BEGIN
 
 namespace detail {
 
-// Threads of a merge CTA; each handles 4 consecutive elements of one row.
-constexpr int kMergeThreads = 128;
+// Threads of a merge CTA. Each row of head_dim elements is covered by head_dim / kMergeVec
+// threads, and its states are dealt round-robin to `groups` such sets of threads, so that a row
+// with many states (split-KV at small batch) is merged by several threads in parallel rather than
+// one long chain of dependent loads.
+constexpr int kMergeThreads = 256;
 constexpr int kMergeVec = 4;
 // States whose loads a merge thread keeps in flight together.
 constexpr int kMergeBatch = 8;
 
+// A partial merge: the largest LSE seen, the sum of exp(lse - max_lse) and the matching weighted
+// sum of O. Trivially constructible, so CTAs can exchange it through shared memory.
+struct MergeAccumulator {
+  float max_lse;
+  float denom;
+  float acc[kMergeVec];
+
+  HYLRA_DEVICE static MergeAccumulator empty() { return {-INFINITY, 0.0f, {}}; }
+
+  // Re-expresses the sums relative to new_max >= max_lse.
+  HYLRA_DEVICE void rescale_to(float new_max) {
+    const float rescale = __expf(max_lse - new_max);  // 0 while max_lse is -inf
+    denom *= rescale;
+#pragma unroll
+    for (int e = 0; e < kMergeVec; ++e) acc[e] *= rescale;
+    max_lse = new_max;
+  }
+};
+
 template <typename TIn, typename TOut>
 __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* __restrict__ states,
                                                                     const float* __restrict__ lse, int num_rows,
-                                                                    int num_states, int head_dim,
+                                                                    int num_states, int head_dim, int groups,
                                                                     TOut* __restrict__ out,
                                                                     float* __restrict__ lse_out) {
+  __shared__ MergeAccumulator partials[kMergeThreads];
   const int threads_per_row = head_dim / kMergeVec;
-  const int rows_per_cta = kMergeThreads / threads_per_row;
-  const int row = blockIdx.x * rows_per_cta + threadIdx.x / threads_per_row;
-  const int col = (threadIdx.x % threads_per_row) * kMergeVec;
-  if (row >= num_rows || threadIdx.x >= rows_per_cta * threads_per_row) return;
+  const int threads_per_row_set = threads_per_row * groups;
+  const int rows_per_cta = kMergeThreads / threads_per_row_set;
+  const int slot = threadIdx.x % threads_per_row_set;
+  const int group = slot / threads_per_row;
+  const int row = blockIdx.x * rows_per_cta + threadIdx.x / threads_per_row_set;
+  const int col = (slot % threads_per_row) * kMergeVec;
+  const bool active = row < num_rows && threadIdx.x < rows_per_cta * threads_per_row_set;
 #if __CUDA_ARCH__ >= 900
   // Launched as a programmatic dependent of split-KV decode: wait until its states are written.
   // A no-op for an ordinary launch.
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 
-  // One pass with a running max over batches of kMergeBatch states, all of a batch's loads issued
-  // before any is used (a state-by-state loop would wait one memory latency per state).
-  const float* row_lse = lse + static_cast<std::int64_t>(row) * num_states;
-  const TIn* row_states = states + static_cast<std::int64_t>(row) * num_states * head_dim + col;
-  float max_lse = -INFINITY, denom = 0.0f, acc[kMergeVec] = {};
-  for (int first = 0; first < num_states; first += kMergeBatch) {
-    float state_lse[kMergeBatch];
-    Vec<TIn, kMergeVec> state_o[kMergeBatch];
+  // States group, group + groups, ... in batches of kMergeBatch, all of a batch's loads issued
+  // before any is used, with a running max.
+  MergeAccumulator m = MergeAccumulator::empty();
+  if (active) {
+    const float* row_lse = lse + static_cast<std::int64_t>(row) * num_states;
+    const TIn* row_states = states + static_cast<std::int64_t>(row) * num_states * head_dim + col;
+    for (int first = group; first < num_states; first += kMergeBatch * groups) {
+      float state_lse[kMergeBatch];
+      Vec<TIn, kMergeVec> state_o[kMergeBatch];
 #pragma unroll
-    for (int i = 0; i < kMergeBatch; ++i) {
-      const int s = min(first + i, num_states - 1);  // past the end: a valid address, weight 0
-      state_lse[i] = first + i < num_states ? row_lse[s] : -INFINITY;
-      state_o[i] = Vec<TIn, kMergeVec>::load(row_states + static_cast<std::int64_t>(s) * head_dim);
+      for (int i = 0; i < kMergeBatch; ++i) {
+        const int s = first + i * groups;
+        const int clamped = min(s, num_states - 1);  // past the end: a valid address, weight 0
+        state_lse[i] = s < num_states ? row_lse[clamped] : -INFINITY;
+        state_o[i] = Vec<TIn, kMergeVec>::load(row_states + static_cast<std::int64_t>(clamped) * head_dim);
+      }
+      float batch_max = m.max_lse;
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i) batch_max = fmaxf(batch_max, state_lse[i]);
+      if (batch_max == -INFINITY) continue;
+      m.rescale_to(batch_max);
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i) {
+        const float w = __expf(state_lse[i] - batch_max);
+        if (w == 0.0f) continue;  // an empty state's O may be anything
+        m.denom += w;
+#pragma unroll
+        for (int e = 0; e < kMergeVec; ++e) m.acc[e] += w * state_o[i].to_float(e);
+      }
     }
-    float batch_max = max_lse;
-#pragma unroll
-    for (int i = 0; i < kMergeBatch; ++i) batch_max = fmaxf(batch_max, state_lse[i]);
-    if (batch_max == -INFINITY) continue;
-    const float rescale = __expf(max_lse - batch_max);  // 0 while max_lse is -inf
-    denom *= rescale;
-#pragma unroll
-    for (int e = 0; e < kMergeVec; ++e) acc[e] *= rescale;
-#pragma unroll
-    for (int i = 0; i < kMergeBatch; ++i) {
-      const float w = __expf(state_lse[i] - batch_max);
-      if (w == 0.0f) continue;  // an empty state's O may be anything
-      denom += w;
-#pragma unroll
-      for (int e = 0; e < kMergeVec; ++e) acc[e] += w * state_o[i].to_float(e);
-    }
-    max_lse = batch_max;
   }
+  if (groups > 1) {  // group 0 folds in the other groups' partial merges of its columns
+    partials[threadIdx.x] = m;
+    __syncthreads();
+    if (!active || group != 0) return;
+    for (int g = 1; g < groups; ++g) {
+      const MergeAccumulator& other = partials[threadIdx.x + g * threads_per_row];
+      if (other.max_lse == -INFINITY) continue;
+      const float new_max = fmaxf(m.max_lse, other.max_lse);
+      m.rescale_to(new_max);
+      const float w = __expf(other.max_lse - new_max);
+      m.denom += w * other.denom;
+#pragma unroll
+      for (int e = 0; e < kMergeVec; ++e) m.acc[e] += w * other.acc[e];
+    }
+  }
+  if (!active) return;
   Vec<TOut, kMergeVec> result;
-  const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;
-  for (int i = 0; i < kMergeVec; ++i) result.data[i] = from_float<TOut>(acc[i] * inv);
+  const float inv = m.denom > 0.0f ? 1.0f / m.denom : 0.0f;
+#pragma unroll
+  for (int i = 0; i < kMergeVec; ++i) result.data[i] = from_float<TOut>(m.acc[i] * inv);
   result.store(out + static_cast<std::int64_t>(row) * head_dim + col);
-  if (lse_out != nullptr && col == 0) lse_out[row] = denom > 0.0f ? max_lse + logf(denom) : -INFINITY;
+  if (lse_out != nullptr && col == 0) lse_out[row] = m.denom > 0.0f ? m.max_lse + logf(m.denom) : -INFINITY;
+}
+
+// Groups of threads per row: enough that each merges one batch of states, within one CTA.
+inline int merge_groups(int num_states, int head_dim) {
+  const int max_groups = kMergeThreads / (head_dim / kMergeVec);
+  const int wanted = (num_states + kMergeBatch - 1) / kMergeBatch;
+  return wanted < 1 ? 1 : (wanted > max_groups ? max_groups : wanted);
 }
 
 // Launches the merge; with `after_producer` it may start while the previous kernel on the stream
@@ -90,7 +139,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* 
 template <typename TIn, typename TOut>
 Status launch_merge_states(const TIn* states, const float* lse, int num_rows, int num_states, int head_dim,
                            TOut* out, float* lse_out, bool after_producer, cudaStream_t stream) {
-  const int rows_per_cta = kMergeThreads / (head_dim / kMergeVec);
+  const int groups = merge_groups(num_states, head_dim);
+  const int rows_per_cta = kMergeThreads / (head_dim / kMergeVec * groups);
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3((num_rows + rows_per_cta - 1) / rows_per_cta);
   config.blockDim = dim3(kMergeThreads);
@@ -101,7 +151,7 @@ Status launch_merge_states(const TIn* states, const float* lse, int num_rows, in
   config.attrs = &attribute;
   config.numAttrs = after_producer ? 1 : 0;
   return cuda_status(cudaLaunchKernelEx(&config, merge_states_kernel<TIn, TOut>, states, lse, num_rows, num_states,
-                                        head_dim, out, lse_out));
+                                        head_dim, groups, out, lse_out));
 }
 
 }  // namespace detail
@@ -115,7 +165,7 @@ class MergeStates {
     const float* lse = nullptr;   // [num_rows, num_states]
     int num_rows = 0;
     int num_states = 0;
-    int head_dim = 0;             // a multiple of 4, at most 4 * 128
+    int head_dim = 0;             // a multiple of 4, at most 4 * detail::kMergeThreads
     TOut* out = nullptr;          // [num_rows, head_dim]
     float* lse_out = nullptr;     // [num_rows], optional
   };
@@ -125,7 +175,7 @@ class MergeStates {
       return {StatusCode::kNullPointer, "merge states, lse or out"};
     if (args.num_rows <= 0 || args.num_states <= 0) return {StatusCode::kInvalidShape, "merge num_rows and num_states must be positive"};
     if (args.head_dim <= 0 || args.head_dim % detail::kMergeVec != 0 || args.head_dim > detail::kMergeVec * detail::kMergeThreads)
-      return {StatusCode::kNotSupported, "merge head_dim must be a positive multiple of 4, at most 512"};
+      return {StatusCode::kNotSupported, "merge head_dim must be a positive multiple of 4, at most 1024"};
     if (reinterpret_cast<std::uintptr_t>(args.states) % (sizeof(TIn) * detail::kMergeVec) != 0 ||
         reinterpret_cast<std::uintptr_t>(args.out) % (sizeof(TOut) * detail::kMergeVec) != 0)
       return {StatusCode::kMisaligned, "merge states and out must be aligned to 4 elements"};

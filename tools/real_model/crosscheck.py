@@ -25,6 +25,7 @@ from model import softmax
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+TOLERANCE = 1e-5
 
 
 def python_side(trace_dir: str, layer: int, cfg: hybrid.SelectConfig, out_dir: str) -> dict:
@@ -67,6 +68,20 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b).max() / np.abs(b).max())
 
 
+def run(trace_dir: str, layer: int, k: int, block: int, out_dir: str, cpp: bool = True) -> dict:
+    """Cross-check one layer; returns the largest relative difference of every pair."""
+    cfg = hybrid.SelectConfig(k, block)
+    out = python_side(trace_dir, layer, cfg, out_dir)
+    pairs = [("py32_dense", "py64_dense"), ("py32_gather", "py64_gather")]
+    if cpp:
+        out.update(cpp_side(os.path.abspath(trace_dir), layer, block, os.path.abspath(out_dir)))
+        pairs += [("cpp_dense", "py64_dense"), ("cpp_gather", "py64_gather"),
+                  ("py32_dense", "cpp_dense"), ("py32_gather", "cpp_gather")]
+    return {"layer": layer, "k": k, "block": block,
+            "max_rel_diff": {f"{x} vs {y}": rel(out[x], out[y]) for x, y in pairs},
+            "gather_vs_dense": rel(out["py64_gather"], out["py64_dense"])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace", default="traces/real_model/trace_gpl3")
@@ -76,20 +91,11 @@ def main() -> None:
     ap.add_argument("--out", default="traces/real_model/crosscheck")
     ap.add_argument("--no-cpp", action="store_true", help="Python half only")
     a = ap.parse_args()
-    cfg = hybrid.SelectConfig(a.k, a.block)
-    out = python_side(a.trace, a.layer, cfg, a.out)
-    pairs = [("py32_dense", "py64_dense"), ("py32_gather", "py64_gather")]
-    if not a.no_cpp:
-        out.update(cpp_side(os.path.abspath(a.trace), a.layer, a.block, os.path.abspath(a.out)))
-        pairs += [("cpp_dense", "py64_dense"), ("cpp_gather", "py64_gather"),
-                  ("py32_dense", "cpp_dense"), ("py32_gather", "cpp_gather")]
-    res = {"layer": a.layer, "k": a.k, "block": a.block,
-           "max_rel_diff": {f"{x} vs {y}": rel(out[x], out[y]) for x, y in pairs},
-           "gather_vs_dense": rel(out["py64_gather"], out["py64_dense"])}
+    res = run(a.trace, a.layer, a.k, a.block, a.out, cpp=not a.no_cpp)
     print(json.dumps(res, indent=1))
     worst = max(res["max_rel_diff"].values())
-    if worst > 1e-5:
-        raise SystemExit(f"cross-check FAILED: {worst:.3g} > 1e-5")
+    if worst > TOLERANCE:
+        raise SystemExit(f"cross-check FAILED: {worst:.3g} > {TOLERANCE}")
 
 
 if __name__ == "__main__":

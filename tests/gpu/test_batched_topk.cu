@@ -216,10 +216,11 @@ TEST_CASE_TEMPLATE("BatchedTopK unaligned rows, forced positions, sorted output 
   check_case<T>(paged, rng);
 }
 
-// Another policy: clusters of up to 16 CTAs (non-portable), 256 threads, 8-bit digits.
+// Another policy: clusters of up to 16 CTAs (non-portable), 256 threads, 11-bit digits (the
+// default takes 8).
 struct WideClusterPolicy : BatchedTopKPolicy {
   static constexpr int kThreads = 256;
-  static constexpr int kDigitBits = 8;
+  static constexpr int kDigitBits = 11;
   static constexpr int kMaxClusterSize = 16;
   static constexpr int kPreferredSegmentBytes = 16 * 1024;
 };

@@ -9,7 +9,7 @@
 // Method: one thread-block cluster of up to 8 CTAs per row. Each CTA streams its segment of the
 // row once from global memory with 16-byte loads, turns scores into RadixKey bits, builds the
 // first digit's histogram on the fly and keeps the keys in shared memory; the remaining radix
-// passes (11-bit digits) run on shared memory with 16-byte reads. Each CTA adds its non-zero
+// passes (8-bit digits) run on shared memory with 16-byte reads. Each CTA adds its non-zero
 // histogram bins into every peer's copy through distributed shared memory, so every CTA picks
 // the same bucket from local reads. A last pass numbers the selected positions in index order
 // (warp scans, then a scan over warps and over the cluster's CTAs) and writes them. Global traffic: the row read once,
@@ -38,9 +38,10 @@ HYLRA_NAMESPACE_BEGIN
 // passed as BatchedTopK's second template argument.
 struct BatchedTopKPolicy {
   static constexpr int kThreads = 512;
-  // 11-bit digits: fp32 keys take at most 3 passes (11 + 11 + 10 bits), 16-bit keys 2 (11 + 5).
-  // Measured on H200 (bench/RESULTS.md), 8-bit digits were 3-7 % faster; see the note there.
-  static constexpr int kDigitBits = 11;
+  // 8-bit digits: fp32 keys take at most 4 passes, 16-bit keys 2. Measured on H200 in two runs
+  // (bench/RESULTS.md), they beat 11-bit digits (3 passes) by 3-8 %: later passes are cheap,
+  // and 256 bins mean fewer histogram entries to push across the cluster and scan.
+  static constexpr int kDigitBits = 8;
   static constexpr int kMaxClusterSize = 8;  // the portable cluster size; 16 is allowed on Hopper
   // A row is split further while its segments exceed this many bytes of keys, so that several
   // CTAs fit on one SM and one loads while another computes.

@@ -29,10 +29,14 @@ import numpy as np
 
 import capture
 import crosscheck
+import evaluate
+import gguf_model
 import hybrid
 import policies
 import profiling
 import report
+from model import Llama
+from tokenizer import Tokenizer
 
 CALIBRATION, HELD_OUT = "gpl3", "gfdl_mpl"
 _worker: dict = {}
@@ -70,9 +74,6 @@ def solve_all(prof: dict, cfg: hybrid.SelectConfig, a) -> tuple[list[bool], list
 
 
 def _init_worker(cache: str, trace_dirs: dict, num_eval: int) -> None:
-    import gguf_model
-    from model import Llama
-
     cfg, w = gguf_model.load(cache)
     _worker["model"] = Llama(cfg, w)
     _worker["traces"] = {n: capture.load_trace(d) for n, d in trace_dirs.items()}
@@ -82,8 +83,6 @@ def _init_worker(cache: str, trace_dirs: dict, num_eval: int) -> None:
 
 def _eval_job(text: str, cfg: hybrid.SelectConfig, pols: list[policies.Policy]) -> list[dict]:
     """Evaluate the policies of one config on one trace (runs in a worker process)."""
-    import evaluate
-
     m, tr, T = _worker["model"], _worker["traces"][text], _worker["num_eval"]
     if text not in _worker["dense"]:
         _worker["dense"][text] = evaluate.dense_reference(m, tr, T)
@@ -109,7 +108,7 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     ap.add_argument("--tokens", type=int, default=7168, help="N, context length of the traces")
     ap.add_argument("--queries", type=int, default=256, help="M, queries per trace")
-    ap.add_argument("--eval-positions", type=int, default=128, help="T, rerun positions")
+    ap.add_argument("--eval-positions", type=int, help="T, rerun positions (default: M)")
     ap.add_argument("--ks", type=_ints, default=[128, 256, 512, 1024, 2048])
     ap.add_argument("--blocks", type=_ints, default=[1, 16, 32])
     ap.add_argument("--sink", type=int, default=4)
@@ -122,12 +121,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--no-crosscheck", action="store_true")
     a = ap.parse_args()
+    a.eval_positions = a.eval_positions or a.queries
     t_start = time.time()
-
-    import gguf_model
-    from model import Llama
-    from tokenizer import Tokenizer
-
     cfg_m, w = gguf_model.load(a.cache)
     model = Llama(cfg_m, w)
     tok = Tokenizer(gguf_model.load_tokenizer_fields(a.cache))

@@ -45,13 +45,16 @@ def headline(pooled: dict, target: float) -> list[str]:
                  if (kk, bb) == (k, b) and v["producers"] < v["layers"] and v["top1"] >= target]
         j3 = _jump3(pooled, k, b)
         j3s = f"{j3['top1']:.1%}, {j3['layers'] - j3['producers']} reuse" if j3 else "n/a"
+        sel = next((v for (kk, bb, n), v in pooled.items()
+                    if (kk, bb) == (k, b) and "Select-all" in n.split(" = ")), None)
+        sels = f"{sel['top1']:.1%}" if sel else "n/a"
         if cands:
             reuse, top1, name = max(cands, key=lambda c: (c[0], c[1]))
-            lines.append(f"| {k} | {b} | {name} | {reuse} | {top1:.1%} | {j3s} |")
+            lines.append(f"| {k} | {b} | {name} | {reuse} | {top1:.1%} | {j3s} | {sels} |")
         else:
-            lines.append(f"| {k} | {b} | none | – | – | {j3s} |")
+            lines.append(f"| {k} | {b} | none | – | – | {j3s} | {sels} |")
     return [f"| k | B | most reuse layers with top-1 ≥ {target:.0%} | reuse layers | top-1 |"
-            " Jump-3 |", "|---|---|---|---|---|---|"] + lines
+            " Jump-3 | Select-all (no reuse) |", "|---|---|---|---|---|---|---|"] + lines
 
 
 def matched_budget(pooled: dict) -> list[str]:

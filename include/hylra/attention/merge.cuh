@@ -1,12 +1,12 @@
-// MergeStates: combines partial attention states (O, LSE) of the same query into one, by
-// log-sum-exp weights. Split-KV decode merges its chunks with it; an engine can merge a sparse
-// result with one computed elsewhere (a sliding window, a sink) the same way, when both are laid
-// out as states of one buffer.
+// Merging partial attention states (O, LSE) of the same queries into one, by log-sum-exp weights.
+// Split-KV decode merges its chunks with MergeStates (states packed in one buffer); an engine
+// merges a sparse result with one computed elsewhere (a sliding window, sink tokens) with
+// MergeStateList, which reads each input from its own tensor.
 //
-// State s of row r is states[(r * num_states + s) * head_dim + i] with lse[r * num_states + s]
-// (natural log), each O normalized over its own tokens; lse = -inf marks an empty state, whose O
-// is ignored. out_r = sum_s exp(lse_s - lse_r) O_s with lse_r = log sum_s exp(lse_s); a row whose
-// states are all empty gets out = 0 and lse = -inf. Reference: reference::merge_states.
+// Each state is O normalized over its own tokens with its lse (natural log); lse = -inf marks an
+// empty state, whose O is ignored. out_r = sum_s exp(lse_s - lse_r) O_s with
+// lse_r = log sum_s exp(lse_s); a row whose states are all empty gets out = 0 and lse = -inf.
+// Reference: reference::merge_states.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -51,12 +51,41 @@ struct MergeAccumulator {
   }
 };
 
-template <typename TIn, typename TOut>
-__global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* __restrict__ states,
-                                                                    const float* __restrict__ lse, int num_rows,
-                                                                    int num_states, int head_dim, int groups,
+// Where the merge reads state s of row r: packed in one buffer, O at
+// o[(r * num_states + s) * head_dim] and lse[r * num_states + s] ...
+template <typename TIn>
+struct PackedStates {
+  using Element = TIn;
+  const TIn* o;
+  const float* lse;
+  int num_states;
+  int head_dim;
+  HYLRA_DEVICE const TIn* o_row(int r, int s) const {
+    return o + (static_cast<std::int64_t>(r) * num_states + s) * head_dim;
+  }
+  HYLRA_DEVICE float lse_of(int r, int s) const { return lse[static_cast<std::int64_t>(r) * num_states + s]; }
+};
+
+// ... or one tensor per state, O at o[s][r * head_dim] and lse[s][r].
+constexpr int kMaxMergeInputs = 8;
+template <typename TIn>
+struct StateList {
+  using Element = TIn;
+  const TIn* o[kMaxMergeInputs];
+  const float* lse[kMaxMergeInputs];
+  int num_states;
+  int head_dim;
+  HYLRA_DEVICE const TIn* o_row(int r, int s) const { return o[s] + static_cast<std::int64_t>(r) * head_dim; }
+  HYLRA_DEVICE float lse_of(int r, int s) const { return lse[s][r]; }
+};
+
+template <typename Source, typename TOut>
+__global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __grid_constant__ Source states,
+                                                                    int num_rows, int groups,
                                                                     TOut* __restrict__ out,
                                                                     float* __restrict__ lse_out) {
+  using TIn = typename Source::Element;
+  const int num_states = states.num_states, head_dim = states.head_dim;
   __shared__ MergeAccumulator partials[kMergeThreads];
   const int threads_per_row = head_dim / kMergeVec;
   const int threads_per_row_set = threads_per_row * groups;
@@ -76,8 +105,6 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* 
   // before any is used, with a running max.
   MergeAccumulator m = MergeAccumulator::empty();
   if (active) {
-    const float* row_lse = lse + static_cast<std::int64_t>(row) * num_states;
-    const TIn* row_states = states + static_cast<std::int64_t>(row) * num_states * head_dim + col;
     for (int first = group; first < num_states; first += kMergeBatch * groups) {
       float state_lse[kMergeBatch];
       Vec<TIn, kMergeVec> state_o[kMergeBatch];
@@ -85,8 +112,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const TIn* 
       for (int i = 0; i < kMergeBatch; ++i) {
         const int s = first + i * groups;
         const int clamped = min(s, num_states - 1);  // past the end: a valid address, weight 0
-        state_lse[i] = s < num_states ? row_lse[clamped] : -INFINITY;
-        state_o[i] = Vec<TIn, kMergeVec>::load(row_states + static_cast<std::int64_t>(clamped) * head_dim);
+        state_lse[i] = s < num_states ? states.lse_of(row, clamped) : -INFINITY;
+        state_o[i] = Vec<TIn, kMergeVec>::load(states.o_row(row, clamped) + col);
       }
       float batch_max = m.max_lse;
 #pragma unroll
@@ -136,11 +163,11 @@ inline int merge_groups(int num_states, int head_dim) {
 
 // Launches the merge; with `after_producer` it may start while the previous kernel on the stream
 // (which must trigger griddepcontrol.launch_dependents) is finishing, hiding the launch latency.
-template <typename TIn, typename TOut>
-Status launch_merge_states(const TIn* states, const float* lse, int num_rows, int num_states, int head_dim,
-                           TOut* out, float* lse_out, bool after_producer, cudaStream_t stream) {
-  const int groups = merge_groups(num_states, head_dim);
-  const int rows_per_cta = kMergeThreads / (head_dim / kMergeVec * groups);
+template <typename Source, typename TOut>
+Status launch_merge_states(const Source& states, int num_rows, TOut* out, float* lse_out, bool after_producer,
+                           cudaStream_t stream) {
+  const int groups = merge_groups(states.num_states, states.head_dim);
+  const int rows_per_cta = kMergeThreads / (states.head_dim / kMergeVec * groups);
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3((num_rows + rows_per_cta - 1) / rows_per_cta);
   config.blockDim = dim3(kMergeThreads);
@@ -150,13 +177,30 @@ Status launch_merge_states(const TIn* states, const float* lse, int num_rows, in
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
   config.numAttrs = after_producer ? 1 : 0;
-  return cuda_status(cudaLaunchKernelEx(&config, merge_states_kernel<TIn, TOut>, states, lse, num_rows, num_states,
-                                        head_dim, groups, out, lse_out));
+  return cuda_status(cudaLaunchKernelEx(&config, merge_states_kernel<Source, TOut>, states, num_rows, groups, out, lse_out));
+}
+
+// Checks shared by both merge operations.
+template <typename TOut>
+Status check_merge_shape(int num_rows, int num_states, int head_dim, const TOut* out) {
+  if (out == nullptr) return {StatusCode::kNullPointer, "merge out"};
+  if (num_rows <= 0 || num_states <= 0) return {StatusCode::kInvalidShape, "merge num_rows and num_states must be positive"};
+  if (head_dim <= 0 || head_dim % kMergeVec != 0 || head_dim > kMergeVec * kMergeThreads)
+    return {StatusCode::kNotSupported, "merge head_dim must be a positive multiple of 4, at most 1024"};
+  if (reinterpret_cast<std::uintptr_t>(out) % (sizeof(TOut) * kMergeVec) != 0)
+    return {StatusCode::kMisaligned, "merge out must be aligned to 4 elements"};
+  return Status::success();
+}
+
+template <typename T>
+bool aligned_to_vec(const T* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % (sizeof(T) * kMergeVec) == 0;
 }
 
 }  // namespace detail
 
-// TIn: type of the partial outputs (float, half, bfloat16); TOut: type of the merged output.
+// Merges num_states states per row packed in one buffer. TIn: type of the partial outputs (float,
+// half, bfloat16); TOut: type of the merged output.
 template <typename TIn, typename TOut>
 class MergeStates {
  public:
@@ -171,14 +215,9 @@ class MergeStates {
   };
 
   static Status can_implement(const Arguments& args) {
-    if (args.states == nullptr || args.lse == nullptr || args.out == nullptr)
-      return {StatusCode::kNullPointer, "merge states, lse or out"};
-    if (args.num_rows <= 0 || args.num_states <= 0) return {StatusCode::kInvalidShape, "merge num_rows and num_states must be positive"};
-    if (args.head_dim <= 0 || args.head_dim % detail::kMergeVec != 0 || args.head_dim > detail::kMergeVec * detail::kMergeThreads)
-      return {StatusCode::kNotSupported, "merge head_dim must be a positive multiple of 4, at most 1024"};
-    if (reinterpret_cast<std::uintptr_t>(args.states) % (sizeof(TIn) * detail::kMergeVec) != 0 ||
-        reinterpret_cast<std::uintptr_t>(args.out) % (sizeof(TOut) * detail::kMergeVec) != 0)
-      return {StatusCode::kMisaligned, "merge states and out must be aligned to 4 elements"};
+    if (args.states == nullptr || args.lse == nullptr) return {StatusCode::kNullPointer, "merge states or lse"};
+    HYLRA_RETURN_IF_ERROR(detail::check_merge_shape(args.num_rows, args.num_states, args.head_dim, args.out));
+    if (!detail::aligned_to_vec(args.states)) return {StatusCode::kMisaligned, "merge states must be aligned to 4 elements"};
     return Status::success();
   }
 
@@ -187,8 +226,52 @@ class MergeStates {
   // Graph-capturable: one launch sized from host values, no allocation, no synchronization.
   static Status run(const Arguments& args, void* /*workspace*/, std::size_t /*workspace_bytes*/, cudaStream_t stream) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    return detail::launch_merge_states(args.states, args.lse, args.num_rows, args.num_states, args.head_dim, args.out,
-                                       args.lse_out, false, stream);
+    const detail::PackedStates<TIn> states{args.states, args.lse, args.num_states, args.head_dim};
+    return detail::launch_merge_states(states, args.num_rows, args.out, args.lse_out, false, stream);
+  }
+};
+
+// Merges num_inputs states per row, each in a tensor of its own: e.g. a gather-decode result with
+// a sliding-window result computed by another kernel, without copying them into one buffer.
+template <typename TIn, typename TOut>
+class MergeStateList {
+ public:
+  static constexpr int kMaxInputs = detail::kMaxMergeInputs;
+
+  struct Arguments {
+    const TIn* states[kMaxInputs] = {};  // input i: [num_rows, head_dim]
+    const float* lse[kMaxInputs] = {};   // input i: [num_rows]
+    int num_inputs = 0;                  // 1 ... kMaxInputs
+    int num_rows = 0;
+    int head_dim = 0;                    // a multiple of 4, at most 4 * detail::kMergeThreads
+    TOut* out = nullptr;                 // [num_rows, head_dim]; must not overlap an input
+    float* lse_out = nullptr;            // [num_rows], optional; must not overlap an input
+  };
+
+  static Status can_implement(const Arguments& args) {
+    if (args.num_inputs < 1 || args.num_inputs > kMaxInputs)
+      return {StatusCode::kInvalidValue, "merge num_inputs must be in [1, 8]"};
+    HYLRA_RETURN_IF_ERROR(detail::check_merge_shape(args.num_rows, args.num_inputs, args.head_dim, args.out));
+    for (int i = 0; i < args.num_inputs; ++i) {
+      if (args.states[i] == nullptr || args.lse[i] == nullptr) return {StatusCode::kNullPointer, "merge states[i] or lse[i]"};
+      if (!detail::aligned_to_vec(args.states[i])) return {StatusCode::kMisaligned, "merge states[i] must be aligned to 4 elements"};
+    }
+    return Status::success();
+  }
+
+  static std::size_t workspace_size(const Arguments&) { return 0; }
+
+  // Graph-capturable: one launch sized from host values, no allocation, no synchronization.
+  static Status run(const Arguments& args, void* /*workspace*/, std::size_t /*workspace_bytes*/, cudaStream_t stream) {
+    HYLRA_RETURN_IF_ERROR(can_implement(args));
+    detail::StateList<TIn> states{};
+    for (int i = 0; i < args.num_inputs; ++i) {
+      states.o[i] = args.states[i];
+      states.lse[i] = args.lse[i];
+    }
+    states.num_states = args.num_inputs;
+    states.head_dim = args.head_dim;
+    return detail::launch_merge_states(states, args.num_rows, args.out, args.lse_out, false, stream);
   }
 };
 

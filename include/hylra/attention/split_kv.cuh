@@ -101,8 +101,8 @@ Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* worksp
   HYLRA_RETURN_IF_ERROR(check_launch());
   if (plan.num_splits == 1) return Status::success();
 
-  return launch_merge_states(params.partial_o, params.partial_lse, params.kv.batch_size * params.num_qo_heads,
-                             plan.num_splits, kHeadDim, params.out, params.lse, true, stream);
+  const PackedStates<float> partials{params.partial_o, params.partial_lse, plan.num_splits, kHeadDim};
+  return launch_merge_states(partials, params.kv.batch_size * params.num_qo_heads, params.out, params.lse, true, stream);
 }
 
 // Checks shared by both decode operations; `head_dim` must equal kHeadDim.

@@ -8,18 +8,11 @@
 
 namespace {
 
-struct Digits11Policy : hylra::BatchedTopKPolicy {  // fewer, wider passes
-  static constexpr int kDigitBits = 11;
+struct FirstDigit11Policy : hylra::BatchedTopKPolicy {  // a coarser first digit: more candidates
+  static constexpr int kFirstDigitBits = 11;
 };
 struct Threads256Policy : hylra::BatchedTopKPolicy {
   static constexpr int kThreads = 256;
-};
-struct Threads1024Policy : hylra::BatchedTopKPolicy {
-  static constexpr int kThreads = 1024;
-};
-struct Cluster16Policy : hylra::BatchedTopKPolicy {  // smaller segments, more CTAs per SM
-  static constexpr int kMaxClusterSize = 16;
-  static constexpr int kPreferredSegmentBytes = 32 * 1024;
 };
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
   static constexpr int kMaxClusterSize = 16;
@@ -28,11 +21,9 @@ struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row o
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<Digits11Policy>{});
+    case 1: return f(hylra::TypeTag<FirstDigit11Policy>{});
     case 2: return f(hylra::TypeTag<Threads256Policy>{});
-    case 3: return f(hylra::TypeTag<Threads1024Policy>{});
-    case 4: return f(hylra::TypeTag<Cluster16Policy>{});
-    case 5: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
+    case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }
@@ -41,7 +32,7 @@ auto with_policy(int variant, F&& f) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 6; }
+__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 4; }
 
 // dtype: 0 fp16, 1 bf16, 2 fp32 (hylra::DType); variant: 0 = the default policy.
 __attribute__((visibility("default"))) int hylra_topk(int variant, int dtype, const void* scores, long long row_stride,

@@ -38,8 +38,17 @@ bool same_bits(T a, T b) {
   return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
 
+// The output of one launch: indices, values and counts as downloaded.
+template <typename T>
+struct TopKOutput {
+  std::vector<std::int32_t> indices, counts;
+  std::vector<T> values;
+};
+
+// Runs BatchedTopK on `scores` (c.rows rows of stride c.cols + c.stride_pad) and checks every row
+// against the reference; returns the output.
 template <typename T, typename Policy = BatchedTopKPolicy>
-void check_case(const Case& c, std::mt19937_64& rng) {
+TopKOutput<T> check_scores(const Case& c, const std::vector<T>& scores, std::mt19937_64& rng) {
   CAPTURE(c.rows);
   CAPTURE(c.cols);
   CAPTURE(c.k);
@@ -51,7 +60,7 @@ void check_case(const Case& c, std::mt19937_64& rng) {
   CAPTURE(c.recent);
   CAPTURE(c.page_size);
   const std::int64_t stride = c.cols + c.stride_pad;
-  const std::vector<T> scores = make_scores<T>(static_cast<std::size_t>(c.rows) * stride, c.pattern, rng);
+  REQUIRE(scores.size() == static_cast<std::size_t>(c.rows) * stride);
   std::vector<std::int32_t> lengths(c.rows, c.cols);
   if (c.vary_lengths) {
     for (int r = 0; r < c.rows; ++r) lengths[r] = static_cast<int>(rng() % (c.cols + 1));
@@ -149,6 +158,14 @@ void check_case(const Case& c, std::mt19937_64& rng) {
       }
     }
   }
+  return {indices, counts, values};
+}
+
+template <typename T, typename Policy = BatchedTopKPolicy>
+void check_case(const Case& c, std::mt19937_64& rng) {
+  const std::vector<T> scores =
+      make_scores<T>(static_cast<std::size_t>(c.rows) * (c.cols + c.stride_pad), c.pattern, rng);
+  check_scores<T, Policy>(c, scores, rng);
 }
 
 const int kSizes[] = {1, 7, 1000, 8192, 131072, 1 << 20};
@@ -235,6 +252,113 @@ TEST_CASE_TEMPLATE("BatchedTopK with another policy", T, float, __nv_bfloat16) {
       c.largest = p != Pattern::kAscending;
       check_case<T, WideClusterPolicy>(c, rng);
     }
+}
+
+// A row whose k-th score lies in a first-digit bucket (of Policy) holding exactly `bucket` keys, of
+// which `take` are selected: k - take scores in [8, 16), `bucket` scores in the bucket just above
+// 4, the rest in (-4, 4), at shuffled positions. With `distinct` > 0 the bucket's scores take
+// only that many values, so exact ties cross the k-th slot. Negated for smallest-first.
+template <typename T, typename Policy>
+std::vector<T> bucket_row(int cols, int k, int take, int bucket, int distinct, bool largest, std::mt19937_64& rng) {
+  constexpr int kBits = 8 * static_cast<int>(sizeof(T));
+  constexpr int kLowBits = kBits - (Policy::kFirstDigitBits < kBits ? Policy::kFirstDigitBits : kBits);
+  REQUIRE(k - take + bucket <= cols);
+  const auto with_bits = [](std::uint32_t bits) {
+    T x;
+    std::memcpy(static_cast<void*>(&x), &bits, sizeof(T));
+    return x;
+  };
+  std::uint32_t four = 0;  // 4.0's low bits are zero: 4.0 + j units in the last place stay in its bucket
+  const T four_t = from_float<T>(4.0f);
+  std::memcpy(&four, &four_t, sizeof(T));
+  std::vector<std::uint32_t> tie_values;
+  for (int i = 0; i < distinct; ++i) tie_values.push_back(static_cast<std::uint32_t>(rng() % (1u << kLowBits)));
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  std::normal_distribution<float> normal;
+  std::vector<T> row;
+  for (int i = 0; i < k - take; ++i) row.push_back(from_float<T>(8.0f + 8.0f * uniform(rng)));
+  for (int i = 0; i < bucket; ++i)
+    row.push_back(with_bits(four + (distinct > 0 ? tie_values[rng() % distinct] : rng() % (1u << kLowBits))));
+  while (static_cast<int>(row.size()) < cols) row.push_back(from_float<T>(std::max(-3.5f, std::min(3.5f, normal(rng)))));
+  if (!largest)
+    for (T& x : row) x = from_float<T>(-to_float(x));
+  std::shuffle(row.begin(), row.end(), rng);
+  return row;
+}
+
+// Rows whose threshold bucket just fits and just overflows the candidate buffer, in one launch:
+// the one-CTA refine and the multi-pass fallback side by side.
+template <typename T, typename Policy>
+std::vector<T> candidate_rows(int cols, int k, bool largest, std::mt19937_64& rng, int& rows) {
+  constexpr int kCap = Policy::kCandidateCapacity;
+  struct Spec {
+    int take, bucket, distinct;
+  };
+  const Spec specs[] = {
+      {kCap / 2, kCap, 0},      // just fits: refined by the first CTA
+      {kCap / 2, kCap + 1, 0},  // one more: cluster-wide passes
+      {kCap, kCap, 0},          // the whole bucket is taken: nothing to refine
+      {kCap / 3, kCap - 1, 3},  // three values: exact ties across the k-th slot
+      {kCap / 3, kCap + 1, 3},
+      {kCap / 2, kCap, 1},      // one value: the lowest positions win
+      {1, 1, 0},
+      {1, 2, 1},
+  };
+  std::vector<T> scores;
+  for (const Spec& spec : specs) {
+    const std::vector<T> row = bucket_row<T, Policy>(cols, k, spec.take, spec.bucket, spec.distinct, largest, rng);
+    scores.insert(scores.end(), row.begin(), row.end());
+  }
+  rows = static_cast<int>(sizeof(specs) / sizeof(specs[0]));
+  return scores;
+}
+
+template <typename T, typename Policy>
+void check_candidate_buckets(int cols, int k) {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (int variant = 0; variant < 3; ++variant) {
+    Case c{0, cols, k};
+    c.vary_lengths = false;
+    c.largest = variant != 1;
+    c.sorted = variant == 2 && k <= BatchedTopKPolicy::kMaxSortedK;
+    const std::vector<T> scores = candidate_rows<T, Policy>(cols, k, c.largest, rng, c.rows);
+    check_scores<T, Policy>(c, scores, rng);
+  }
+}
+
+// A candidate buffer smaller than the default, so the test's buckets also overflow it cheaply.
+struct SmallCandidatePolicy : BatchedTopKPolicy {
+  static constexpr int kCandidateCapacity = 1024;
+};
+
+TEST_CASE_TEMPLATE("BatchedTopK candidate buckets that fit and overflow", T, float, half, __nv_bfloat16) {
+  check_candidate_buckets<T, BatchedTopKPolicy>(131072, 5000);
+  check_candidate_buckets<T, SmallCandidatePolicy>(131072, 2048);
+  check_candidate_buckets<T, SmallCandidatePolicy>(20000, 2048);  // 4 CTAs of 5000 keys
+}
+
+TEST_CASE_TEMPLATE("BatchedTopK output is bitwise reproducible", T, float, __nv_bfloat16) {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  Case normal{16, 131072, 2048};
+  const std::vector<T> normal_scores = make_scores<T>(16 * 131072, Pattern::kNormal, rng);
+  Case buckets{0, 131072, 5000};
+  buckets.vary_lengths = false;
+  const std::vector<T> bucket_scores = candidate_rows<T, BatchedTopKPolicy>(131072, 5000, true, rng, buckets.rows);
+  for (const auto& [c, scores] : {std::make_pair(normal, &normal_scores), std::make_pair(buckets, &bucket_scores)}) {
+    std::mt19937_64 lengths_rng(seed);  // the same lengths every time
+    const TopKOutput<T> first = check_scores<T>(c, *scores, lengths_rng);
+    for (int again = 0; again < 3; ++again) {
+      lengths_rng.seed(seed);
+      const TopKOutput<T> out = check_scores<T>(c, *scores, lengths_rng);
+      REQUIRE(out.indices == first.indices);
+      REQUIRE(out.counts == first.counts);
+      REQUIRE(std::memcmp(out.values.data(), first.values.data(), sizeof(T) * out.values.size()) == 0);
+    }
+  }
 }
 
 TEST_CASE("BatchedTopK reports bad arguments") {

@@ -3,18 +3,27 @@
 // score go to the lower position, NaN is never selected, -0 equals +0, a row with fewer than k
 // selectable scores returns them all then -1. Rows may have different lengths; the first
 // `sink_tokens` and last `recent_tokens` positions of a row are always selected and count inside k.
-// Output order is unspecified (but deterministic) unless `sorted` is set; positions can be
-// translated through a block table on the way out.
+// Output order is unspecified but deterministic (the same inputs give bitwise the same output)
+// unless `sorted` is set; positions can be translated through a block table on the way out.
 //
-// Method: one thread-block cluster of up to 8 CTAs per row. Each CTA streams its segment of the
-// row once from global memory with 16-byte loads, turns scores into RadixKey bits, builds the
-// first digit's histogram on the fly and keeps the keys in shared memory; the remaining radix
-// passes (8-bit digits) run on shared memory with 16-byte reads. Each CTA adds its non-zero
-// histogram bins into every peer's copy through distributed shared memory, so every CTA picks
-// the same bucket from local reads. A last pass numbers the selected positions in index order
-// (warp scans, then a scan over warps and over the cluster's CTAs) and writes them. Global traffic: the row read once,
-// k outputs written. No workspace, no host synchronisation, a grid fixed by (R, N): the call is
-// CUDA-graph capturable.
+// Method: one thread-block cluster of up to 8 CTAs per row, each CTA owning a segment.
+// 1. Each CTA streams its segment once with 16-byte loads, turns scores into RadixKey bits, keeps
+//    them in shared memory and counts a wide first digit (12 bits: sign, exponent and 3 mantissa
+//    bits of fp32) with one shared atomic per key.
+// 2. Each CTA adds its non-zero bins into every peer's copy through distributed shared memory;
+//    every CTA then finds the same threshold bucket T: keys whose first digit exceeds T are
+//    selected, keys in T are candidates, and `take` of them are still needed.
+// 3. One classify pass (after a counting pass over the same keys and a block scan, so that slots
+//    follow position order): selected keys go straight to the output; candidates go, at slots in
+//    position order, to a buffer in the shared memory of the cluster's first CTA, which selects
+//    the `take` best of them with BlockTopK (ties to the lower position) and writes them after
+//    the others. For a normal row T holds ~1 % of the keys, so per key the kernel does one load,
+//    one atomic and two compares.
+// When T holds more candidates than the buffer (many equal scores), the cluster instead refines
+// T with further radix passes (8-bit digits) over the keys in shared memory and the same classify
+// pass writes the ties directly; the choice comes from the cluster-wide histogram, the same in
+// every CTA. Global traffic: the row read once, k outputs written. No workspace, no host
+// synchronisation, a grid fixed by (R, N): the call is CUDA-graph capturable.
 #pragma once
 
 #include <cooperative_groups.h>
@@ -29,6 +38,7 @@
 #include "hylra/core/launch.hpp"
 #include "hylra/core/status.hpp"
 #include "hylra/core/vec.cuh"
+#include "hylra/topk/block_topk.cuh"
 #include "hylra/topk/radix_bucket.cuh"
 #include "hylra/topk/radix_key.cuh"
 
@@ -38,9 +48,15 @@ HYLRA_NAMESPACE_BEGIN
 // passed as BatchedTopK's second template argument.
 struct BatchedTopKPolicy {
   static constexpr int kThreads = 512;
-  // 8-bit digits: fp32 keys take at most 4 passes, 16-bit keys 2. Measured on H200 in two runs
-  // (bench/RESULTS.md), they beat 11-bit digits (3 passes) by 3-8 %: later passes are cheap,
-  // and 256 bins mean fewer histogram entries to push across the cluster and scan.
+  // Bits of the first radix digit, counted while the row is loaded (capped at the key width).
+  // Wide, so that the k-th score's bucket is narrow: 12 bits of an fp32 or bf16 key are an
+  // eighth of an octave, about 1 % of a normal row around its top 2 %.
+  static constexpr int kFirstDigitBits = 12;
+  // The k-th score's first-digit bucket is refined in one CTA when it holds at most this many
+  // keys (kCandidateCapacity / kThreads per thread); otherwise by further cluster-wide passes.
+  static constexpr int kCandidateCapacity = 4096;
+  // Digits of those further passes: 8 bits (measured 3-8 % faster than 11 for the all-pass
+  // method, bench/RESULTS.md): 256 bins are cheap to push across the cluster and scan.
   static constexpr int kDigitBits = 8;
   static constexpr int kMaxClusterSize = 8;  // the portable cluster size; 16 is allowed on Hopper
   // A row is split further while its segments exceed this many bytes of keys, so that several
@@ -50,7 +66,9 @@ struct BatchedTopKPolicy {
   static constexpr int kCtasPerSm = 2;
   static constexpr int kMinSegmentKeys = 1024;
   // Segments larger than this are not cached in shared memory; later passes re-read the scores.
-  static constexpr int kMaxSegmentBytes = 192 * 1024;
+  // With the ~33 KB of histograms and the static shared memory this stays under the 227 KB a
+  // CTA may have.
+  static constexpr int kMaxSegmentBytes = 176 * 1024;
   static constexpr int kLoadUnroll = 4;  // 16-byte loads in flight per thread
   // Sorted output: one CTA sorts a row's selection in registers.
   static constexpr int kSortThreads = 512;
@@ -126,6 +144,30 @@ HYLRA_DEVICE ScoreT nan_score() {
   return from_float<ScoreT>(__int_as_float(0x7FC00000));
 }
 
+// Shared memory of batched_topk_kernel beyond the cached keys, at the start of its dynamic
+// shared memory (too large for static). The histograms are dead once the threshold is known; the
+// first CTA's copy then receives the candidates.
+template <typename ScoreT, typename Policy>
+union alignas(16) TopKExchange {
+  using Bits = typename RadixKey<ScoreT>::Bits;
+  static constexpr int kFirstBits =
+      Policy::kFirstDigitBits < RadixKey<ScoreT>::kBits ? Policy::kFirstDigitBits : RadixKey<ScoreT>::kBits;
+  static constexpr int kFirstBins = 1 << kFirstBits;
+  static constexpr int kCapacity = Policy::kCandidateCapacity;
+  struct {
+    // This CTA's counts of the current digit, plus a last bin that absorbs invalid keys so the
+    // first pass counts every key without a branch.
+    int local[kFirstBins + 1];
+    // The cluster's counts, which every CTA adds into every CTA's copy. Later digits use two
+    // halves, so that peers add the next digit's counts while this CTA reads the current ones.
+    int cluster[kFirstBins];
+  } histograms;
+  struct {
+    Bits keys[kCapacity];
+    int positions[kCapacity];
+  } candidates;
+};
+
 // One cluster per row. In sorted mode it writes untranslated positions only; sort_rows_kernel
 // then orders them, translates them and writes the values.
 template <typename ScoreT, typename Policy>
@@ -133,34 +175,44 @@ __global__ void __launch_bounds__(Policy::kThreads)
     batched_topk_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool vectorized) {
   namespace cg = cooperative_groups;
   constexpr int kThreads = Policy::kThreads;
-  constexpr int kWarps = kThreads / 32;
   constexpr int kVec = kVecElems<ScoreT>;
   constexpr int kUnroll = Policy::kLoadUnroll;
   using Key = RadixKey<ScoreT>;
   using Bits = typename Key::Bits;
   using Keys = Vec<Bits, kVec>;
+  using Exchange = TopKExchange<ScoreT, Policy>;
+  constexpr int kFirstBits = Exchange::kFirstBits;
+  constexpr int kFirstShift = Key::kBits - kFirstBits;
+  using FirstBucket = BlockRadixBucket<kThreads, kFirstBits>;
   using Bucket = BlockRadixBucket<kThreads, Policy::kDigitBits>;
-  constexpr int kBins = Bucket::kBins;
-  constexpr unsigned kAllLanes = 0xFFFFFFFFu;
+  constexpr int kFirstBins = FirstBucket::kBins, kBins = Bucket::kBins;
+  constexpr int kCapacity = Exchange::kCapacity;
+  static_assert(kCapacity % kThreads == 0, "kCandidateCapacity must be a multiple of kThreads");
+  static_assert(2 * kBins <= kFirstBins, "the later digits' two cluster histograms reuse the first digit's");
+  using CandidateTopK = BlockTopK<ScoreT, kThreads, kCapacity / kThreads>;
+  // Per-thread (above, candidate) counts, low and high half, scanned together.
+  using CountScan = cub::BlockScan<unsigned long long, kThreads, cub::BLOCK_SCAN_WARP_SCANS>;
 
   extern __shared__ __align__(16) unsigned char dynamic_smem[];
-  Bits* const cache = reinterpret_cast<Bits*>(dynamic_smem);  // the segment's keys, whole groups
-  // This CTA's counts of the current digit, plus a last bin that absorbs invalid keys so the
-  // first pass counts every key without a branch.
-  __shared__ int local_histogram[kBins + 1];
-  // The cluster's counts, which every CTA adds into every CTA's copy; double-buffered so that
-  // peers can add the next digit's counts while this CTA still reads the current ones.
-  __shared__ int cluster_histogram[2][kBins];
-  __shared__ typename Bucket::TempStorage bucket_storage;
-  __shared__ int warp_above[kWarps], warp_tied[kWarps];
-  __shared__ int cta_counts[2];   // this CTA's (above, tied), read by the cluster's other CTAs
-  __shared__ int cta_offsets[3];  // (above before us, tied before us, above in the whole row)
+  Exchange& exchange = *reinterpret_cast<Exchange*>(dynamic_smem);
+  Bits* const cache = reinterpret_cast<Bits*>(dynamic_smem + sizeof(Exchange));  // the segment's keys
+  // Barriers separate every use of one of these from the next.
+  __shared__ union {
+    typename FirstBucket::TempStorage first_bucket;
+    typename Bucket::TempStorage bucket;
+    typename CandidateTopK::TempStorage candidates;
+  } temp;
+  __shared__ typename CountScan::TempStorage scan_storage;
+  __shared__ unsigned long long cta_counts;  // this CTA's (above, candidates), read by its peers
+  __shared__ int cta_offsets[2];             // (above, candidates) in the cluster's earlier CTAs
+  int* const local_histogram = exchange.histograms.local;
+  int* const cluster_histogram = exchange.histograms.cluster;
 
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int cluster_size = static_cast<int>(cluster.num_blocks());
   const int row = blockIdx.x / cluster_size;
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tid = threadIdx.x;
 
   int length = args.lengths ? args.lengths[row] : args.num_cols;
   length = length < 0 ? 0 : (length > args.num_cols ? args.num_cols : length);
@@ -185,21 +237,29 @@ __global__ void __launch_bounds__(Policy::kThreads)
     }
     return keys;
   };
+  // Adds this CTA's non-zero bins into every CTA's `cluster` copy (ours included), starting at a
+  // different peer in each CTA, and zeroes them.
+  const auto push_histogram = [&](int* cluster_bins, int bins) {
+    for (int b = tid; b < bins; b += kThreads) {
+      const int count = local_histogram[b];
+      if (count == 0) continue;
+      for (int r = 0; r < cluster_size; ++r) {
+        const int peer = rank + r < cluster_size ? rank + r : rank + r - cluster_size;
+        atomicAdd(cluster.map_shared_rank(cluster_bins + b, peer), count);
+      }
+      local_histogram[b] = 0;
+    }
+  };
 
-  if (tid == 0) local_histogram[kBins] = 0;
-  for (int b = tid; b < kBins; b += kThreads) {
-    local_histogram[b] = 0;
-    cluster_histogram[0][b] = 0;
-    cluster_histogram[1][b] = 0;
-  }
+  for (int b = tid; b < kFirstBins; b += kThreads) local_histogram[b] = cluster_histogram[b] = 0;
+  if (tid == 0) local_histogram[kFirstBins] = 0;
   // Peers add into our cluster_histogram only after this barrier; wait for it after the load.
   auto cleared = cluster.barrier_arrive();
   __syncthreads();
 
-  // Pass 0 fused with the load: the top digit's histogram, and the keys into shared memory.
-  constexpr int kTopShift = Key::kBits - Policy::kDigitBits;
-  const auto count_top = [&](Bits key) {
-    atomicAdd(&local_histogram[key == Key::kInvalid ? kBins : key >> kTopShift], 1);
+  // Pass 0 fused with the load: the first digit's histogram, and the keys into shared memory.
+  const auto count_first = [&](Bits key) {
+    atomicAdd(&local_histogram[key == Key::kInvalid ? kFirstBins : key >> kFirstShift], 1);
   };
   // Positions [interior_begin, interior_end) of the segment are neither forced nor past its end:
   // whole groups inside it take their keys without per-position checks (the common case).
@@ -233,26 +293,54 @@ __global__ void __launch_bounds__(Policy::kThreads)
             keys.data[e] = g * kVec + e < seg_len ? key_of(g * kVec + e, loaded[u].data[e]) : Key::kInvalid;
         }
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) count_top(keys.data[e]);
+        for (int e = 0; e < kVec; ++e) count_first(keys.data[e]);
         if (cached) keys.store(cache + g * kVec);
       }
     }
   } else {
     for (int i = tid; i < num_groups * kVec; i += kThreads) {
       const Bits key = i < seg_len ? key_of(i, seg_scores[i]) : Key::kInvalid;
-      count_top(key);
+      count_first(key);
       if (cached) cache[i] = key;
     }
   }
+  __syncthreads();  // local_histogram complete
+  cluster.barrier_wait(std::move(cleared));
+  push_histogram(cluster_histogram, kFirstBins);
+  cluster.sync();  // every CTA's additions into cluster_histogram are visible
 
-  // Radix select. Invariant: the row's selection is every valid key whose masked bits exceed
-  // `prefix`, plus the first `take` (in position order) whose masked bits equal it. Every CTA of
-  // the cluster sees the same summed histograms, so all take the same branches.
-  Bits prefix = 0, mask = 0;
-  int take = args.k;
-  for (int shift = kTopShift, width = Policy::kDigitBits, buffer = 0;; buffer ^= 1) {
-    const Bits digit_mask = static_cast<Bits>((1u << width) - 1u);
-    if (shift != kTopShift) {
+  // The selection is every key above [tied_min, tied_max] plus `take` keys inside it. Every CTA
+  // sees the same cluster histograms, so all take the same branches. Valid keys are >= 1.
+  const RadixBucket first =
+      FirstBucket(temp.first_bucket).find([&](int digit) { return cluster_histogram[digit]; }, args.k);
+  const Bits bucket_min = static_cast<Bits>(static_cast<Bits>(first.digit) << kFirstShift);
+  Bits tied_min = bucket_min > 1 ? bucket_min : Bits(1);
+  Bits tied_max = static_cast<Bits>(bucket_min | ((Bits(1) << kFirstShift) - 1u));
+  int take = first.remaining, above_total = args.k - first.remaining;
+  if (first.total < args.k) {  // fewer selectable positions than k: take them all
+    tied_min = 1;
+    tied_max = 0;
+    take = 0;
+    above_total = first.total;
+  } else if (first.remaining == first.count) {  // the whole bucket is taken
+    tied_max = static_cast<Bits>(tied_min - 1u);
+    take = 0;
+    above_total = args.k;
+  }
+  // Candidates of the bucket go to the first CTA, which picks `take` of them.
+  const bool refine_candidates = take > 0 && first.count <= kCapacity;
+  if (take > 0 && !refine_candidates) {
+    // Too many candidates (e.g. many equal scores): radix passes over the bucket's keys with
+    // cluster-wide histograms until `take` is the whole bucket or all bits are fixed; the ties
+    // left are then taken in position order. Our cluster_histogram is read by us only, and the
+    // push above left local_histogram zero.
+    for (int b = tid; b < 2 * kBins; b += kThreads) cluster_histogram[b] = 0;
+    cluster.sync();  // zeroed everywhere before any peer adds into them
+    Bits prefix = bucket_min, mask = static_cast<Bits>(~((Bits(1) << kFirstShift) - 1u));
+    for (int shift = kFirstShift, buffer = 0; shift > 0; buffer ^= 1) {
+      const int width = shift < Policy::kDigitBits ? shift : Policy::kDigitBits;
+      shift -= width;
+      const Bits digit_mask = static_cast<Bits>((1u << width) - 1u);
       for (int g = tid; g < num_groups; g += kThreads) {
         const Keys keys = group_keys(g);
 #pragma unroll
@@ -260,151 +348,126 @@ __global__ void __launch_bounds__(Policy::kThreads)
           if (keys.data[e] != Key::kInvalid && (keys.data[e] & mask) == prefix)
             atomicAdd(&local_histogram[(keys.data[e] >> shift) & digit_mask], 1);
       }
+      __syncthreads();  // local_histogram complete
+      int* const half = cluster_histogram + buffer * kBins;
+      push_histogram(half, kBins);
+      // Our other half was last read by us (previous digit) and is next added into after the
+      // barrier below: clear it now.
+      int* const other_half = cluster_histogram + (buffer ^ 1) * kBins;
+      for (int b = tid; b < kBins; b += kThreads) other_half[b] = 0;
+      cluster.sync();  // every CTA's additions into this half are visible
+      const RadixBucket bucket =
+          Bucket(temp.bucket).find([&](int digit) { return half[digit]; }, take);
+      prefix |= static_cast<Bits>(static_cast<Bits>(bucket.digit) << shift);
+      mask |= static_cast<Bits>(digit_mask << shift);
+      take = bucket.remaining;
+      if (bucket.remaining == bucket.count) break;
     }
-    __syncthreads();  // local_histogram complete
-    if (shift == kTopShift) cluster.barrier_wait(std::move(cleared));
-    // Add our non-zero bins into every CTA's copy (ours included), starting at a different peer
-    // in each CTA; zero them for the next digit.
-    for (int b = tid; b < kBins; b += kThreads) {
-      const int count = local_histogram[b];
-      if (count == 0) continue;
-      for (int r = 0; r < cluster_size; ++r) {
-        const int peer = rank + r < cluster_size ? rank + r : rank + r - cluster_size;
-        atomicAdd(cluster.map_shared_rank(&cluster_histogram[buffer][b], peer), count);
-      }
-      local_histogram[b] = 0;
-    }
-    // Our copy of the other buffer was last read by us (previous digit) and is next added into
-    // after the barrier below: clear it now.
-    for (int b = tid; b < kBins; b += kThreads) cluster_histogram[buffer ^ 1][b] = 0;
-    cluster.sync();  // every CTA's additions into cluster_histogram[buffer] are visible
-    const RadixBucket bucket =
-        Bucket(bucket_storage).find([&](int digit) { return cluster_histogram[buffer][digit]; }, take);
-    if (bucket.total < take) {  // fewer selectable positions than k: take them all
-      take = bucket.total;
-      break;
-    }
-    prefix |= static_cast<Bits>(bucket.digit) << shift;
-    mask |= static_cast<Bits>(digit_mask << shift);
-    take = bucket.remaining;
-    if (bucket.remaining == bucket.count || shift == 0) break;
-    width = shift < Policy::kDigitBits ? shift : Policy::kDigitBits;
-    shift -= width;
+    tied_min = prefix;  // >= bucket_min >= 1 for any first digit of 8 bits or more
+    tied_max = static_cast<Bits>(prefix | ~mask);
+    above_total = args.k - take;
   }
+  const int selected = above_total + take;
 
-  // Number the selected positions in position order. Warps own contiguous runs of groups; lane l
-  // of an iteration holds group base + l, so a warp scan of per-lane counts orders them.
-  const int groups_per_warp = ((num_groups + kWarps - 1) / kWarps + 31) / 32 * 32;
-  const int warp_first = warp * groups_per_warp;
-  const int warp_last = warp_first + groups_per_warp < num_groups ? warp_first + groups_per_warp : num_groups;
-  // Bit e of `above` / `tied`: position g * kVec + e is above the threshold / tied with it.
-  const auto classify = [&](int g, unsigned& above, unsigned& tied) {
-    above = tied = 0;
-    if (g >= warp_last) return;
-    const Keys keys = group_keys(g);
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) {
-      const Bits masked = keys.data[e] & mask;
-      if (keys.data[e] == Key::kInvalid) continue;
-      above |= static_cast<unsigned>(masked > prefix) << e;
-      tied |= static_cast<unsigned>(masked == prefix) << e;
+  // Number the above keys and the candidates (or ties) in position order: thread t owns groups
+  // [t * G, (t + 1) * G) and counts them, a block scan and the cluster's earlier CTAs give its
+  // first slots, then it classifies them again and writes. Each thread starts at its own group
+  // t % G and wraps around, so a warp's 16-byte shared-memory reads fall in distinct banks.
+  const int groups_per_thread = (num_groups + kThreads - 1) / kThreads;
+  const int run_first = tid * groups_per_thread;
+  const int wrap = groups_per_thread > 0 ? tid % groups_per_thread : 0;
+  const auto for_each_owned_group = [&](auto&& visit) {  // visit(g, whether g precedes the wrap)
+    for (int j = 0; j < groups_per_thread; ++j) {
+      const int local = wrap + j < groups_per_thread ? wrap + j : wrap + j - groups_per_thread;
+      if (run_first + local < num_groups) visit(run_first + local, local < wrap);
     }
   };
-  int above_count = 0, tied_count = 0;
-  for (int base = warp_first; base < warp_last; base += 32) {
-    unsigned above, tied;
-    classify(base + lane, above, tied);
-    above_count += __popc(above);
-    tied_count += __popc(tied);
-  }
+  int above_count = 0, tied_count = 0, above_wrapped = 0, tied_wrapped = 0;
+  for_each_owned_group([&](int g, bool wrapped) {
+    const Keys keys = group_keys(g);
+    int above = 0, at_least_tied = 0;
 #pragma unroll
-  for (int offset = 16; offset >= 1; offset /= 2) {
-    above_count += __shfl_xor_sync(kAllLanes, above_count, offset);
-    tied_count += __shfl_xor_sync(kAllLanes, tied_count, offset);
-  }
-  if (lane == 0) {
-    warp_above[warp] = above_count;
-    warp_tied[warp] = tied_count;
-  }
-  __syncthreads();
-  if (warp == 0) {  // exclusive scan over warps; lane 31 ends with the CTA's totals
-    int above = lane < kWarps ? warp_above[lane] : 0, tied = lane < kWarps ? warp_tied[lane] : 0;
-    const int own_above = above, own_tied = tied;
-#pragma unroll
-    for (int offset = 1; offset < 32; offset *= 2) {
-      const int a = __shfl_up_sync(kAllLanes, above, offset), t = __shfl_up_sync(kAllLanes, tied, offset);
-      if (lane >= offset) above += a, tied += t;
+    for (int e = 0; e < kVec; ++e) {
+      above += keys.data[e] > tied_max;
+      at_least_tied += keys.data[e] >= tied_min;
     }
-    if (lane < kWarps) {
-      warp_above[lane] = above - own_above;
-      warp_tied[lane] = tied - own_tied;
-    }
-    if (lane == 31) {
-      cta_counts[0] = above;
-      cta_counts[1] = tied;
-    }
-  }
+    above_count += above;
+    tied_count += at_least_tied - above;
+    if (wrapped) above_wrapped += above, tied_wrapped += at_least_tied - above;
+  });
+  unsigned long long before, cta_total;
+  CountScan(scan_storage)
+      .ExclusiveSum(static_cast<unsigned long long>(tied_count) << 32 | static_cast<unsigned>(above_count), before,
+                    cta_total);
+  if (tid == 0) cta_counts = cta_total;
   cluster.sync();  // cta_counts visible to the cluster
-  if (tid == 0) {
-    int above_before = 0, tied_before = 0, above_total = 0;
-    for (int r = 0; r < cluster_size; ++r) {
-      const int* counts = cluster.map_shared_rank(cta_counts, r);
-      if (r < rank) above_before += counts[0], tied_before += counts[1];
-      above_total += counts[0];
+  if (tid < 32) {  // lane r reads CTA r's counts (a cluster has at most 16 CTAs)
+    unsigned long long earlier = tid < rank ? *cluster.map_shared_rank(&cta_counts, tid) : 0ull;
+#pragma unroll
+    for (int offset = 16; offset >= 1; offset /= 2) earlier += __shfl_xor_sync(0xFFFFFFFFu, earlier, offset);
+    if (tid == 0) {
+      cta_offsets[0] = static_cast<int>(earlier & 0xFFFFFFFFu);
+      cta_offsets[1] = static_cast<int>(earlier >> 32);
     }
-    cta_offsets[0] = above_before;
-    cta_offsets[1] = tied_before;
-    cta_offsets[2] = above_total;
   }
-  // Peers may leave once every CTA has read the counts; wait for that only at exit.
-  auto counts_read = cluster.barrier_arrive();
   __syncthreads();
 
-  const int above_total = cta_offsets[2];
-  const int selected = above_total + take;
   const std::int64_t out_row = static_cast<std::int64_t>(row) * args.k;
   std::int32_t* const out_indices = args.indices + out_row;
   ScoreT* const out_values = args.sorted || args.values == nullptr ? nullptr : args.values + out_row;
-  int next_above = cta_offsets[0] + warp_above[warp];
-  int next_tied = cta_offsets[1] + warp_tied[warp];
-  for (int base = warp_first; base < warp_last; base += 32) {
-    const int g = base + lane;
-    unsigned above, tied;
-    classify(g, above, tied);
-    if (!__any_sync(kAllLanes, (above | tied) != 0)) continue;
-    const int lane_above = __popc(above), lane_tied = __popc(tied);
-    int above_through = lane_above, tied_through = lane_tied;  // inclusive scans over lanes
-#pragma unroll
-    for (int offset = 1; offset < 32; offset *= 2) {
-      const int a = __shfl_up_sync(kAllLanes, above_through, offset);
-      const int t = __shfl_up_sync(kAllLanes, tied_through, offset);
-      if (lane >= offset) above_through += a, tied_through += t;
-    }
-    int above_rank = next_above + above_through - lane_above;
-    int tied_rank = next_tied + tied_through - lane_tied;
-    next_above += __shfl_sync(kAllLanes, above_through, 31);
-    next_tied += __shfl_sync(kAllLanes, tied_through, 31);
+  const auto emit = [&](int slot, int pos) {
+    out_indices[slot] = args.sorted ? pos : translate_position(args, row, pos);
+    if (out_values) out_values[slot] = row_scores[pos];
+  };
+  Bits* const candidate_keys = cluster.map_shared_rank(exchange.candidates.keys, 0);
+  int* const candidate_positions = cluster.map_shared_rank(exchange.candidates.positions, 0);
+  // Slots of the groups before the wrap come first.
+  const int above_first = cta_offsets[0] + static_cast<int>(before & 0xFFFFFFFFu);
+  const int tied_first = cta_offsets[1] + static_cast<int>(before >> 32);
+  int next_above = above_first + above_wrapped, next_tied = tied_first + tied_wrapped;
+  for_each_owned_group([&](int g, bool wrapped) {
+    if (wrapped && g == run_first) next_above = above_first, next_tied = tied_first;
+    const Keys keys = group_keys(g);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
-      int slot = -1;
-      if ((above >> e) & 1u) {
-        slot = above_rank++;
-      } else if ((tied >> e) & 1u) {
-        if (tied_rank < take) slot = above_total + tied_rank;
-        ++tied_rank;
-      }
-      if (slot < 0) continue;
+      const Bits key = keys.data[e];
+      if (key < tied_min) continue;
       const int pos = seg_begin + g * kVec + e;
-      out_indices[slot] = args.sorted ? pos : translate_position(args, row, pos);
-      if (out_values) out_values[slot] = row_scores[pos];
+      if (key > tied_max) {
+        emit(next_above++, pos);
+      } else if (refine_candidates) {
+        candidate_keys[next_tied] = key;
+        candidate_positions[next_tied++] = pos;
+      } else {
+        if (next_tied < take) emit(above_total + next_tied, pos);
+        ++next_tied;
+      }
     }
-  }
+  });
+  // Peers read our cta_counts and the first CTA's candidates are complete once all have arrived.
+  auto written = cluster.barrier_arrive();
   for (int j = selected + rank * kThreads + tid; j < args.k; j += cluster_size * kThreads) {
     out_indices[j] = -1;
     if (out_values) out_values[j] = nan_score<ScoreT>();
   }
   if (args.counts && rank == 0 && tid == 0) args.counts[row] = selected;
-  cluster.barrier_wait(std::move(counts_read));
+  cluster.barrier_wait(std::move(written));
+  if (!refine_candidates || rank != 0) return;
+
+  // The first CTA picks `take` of the bucket's candidates, which agree on the first digit; ties
+  // go to the lower buffer index, that is the lower position.
+  constexpr int kItems = kCapacity / kThreads;
+  Bits keys[kItems];
+  int slots[kItems];
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int c = tid * kItems + i;
+    keys[i] = c < first.count ? exchange.candidates.keys[c] : Key::kInvalid;
+  }
+  CandidateTopK(temp.candidates).SelectLargestKeys(keys, slots, take, kFirstShift);
+#pragma unroll
+  for (int i = 0; i < kItems; ++i)
+    if (slots[i] >= 0) emit(above_total + slots[i], exchange.candidates.positions[tid * kItems + i]);
 }
 
 // Orders each row's selection best first (ties by position, NaN scores last, -1 padding at the
@@ -488,14 +551,13 @@ class BatchedTopK {
     constexpr int kVec = kVecElems<ScoreT>;
     const bool vectorized = reinterpret_cast<std::uintptr_t>(args.scores) % 16 == 0 && args.row_stride % kVec == 0;
     const int smem_bytes =
-        shape.cached ? shape.segment * static_cast<int>(sizeof(typename RadixKey<ScoreT>::Bits)) : 0;
+        static_cast<int>(sizeof(detail::TopKExchange<ScoreT, Policy>)) +
+        (shape.cached ? shape.segment * static_cast<int>(sizeof(typename RadixKey<ScoreT>::Bits)) : 0);
 
     const auto kernel = detail::batched_topk_kernel<ScoreT, Policy>;
-    // Raised on every call: with the kernel's static histograms, even a small cache can pass the
-    // 48 KB a kernel gets without asking.
-    if (smem_bytes > 0)
-      HYLRA_RETURN_IF_ERROR(
-          cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes)));
+    // Raised on every call: the histograms alone pass the 48 KB a kernel gets without asking.
+    HYLRA_RETURN_IF_ERROR(
+        cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes)));
     if (Policy::kMaxClusterSize > 8)
       HYLRA_RETURN_IF_ERROR(cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
     cudaLaunchAttribute attribute;

@@ -8,6 +8,8 @@
 // fewer when the k-th bucket is exhausted early), then one block scan that numbers the selected
 // items in index order. Cost per call: one shared-memory histogram per pass plus one scan; no
 // global memory traffic. Usable inside any kernel whose block has BLOCK_THREADS threads.
+// SelectLargestKeys takes RadixKey bits directly, e.g. the keys of one bucket of an earlier radix
+// pass, and skips the digits they already share (BatchedTopK refines its candidates so).
 #pragma once
 
 #include <cub/block/block_scan.cuh>
@@ -39,6 +41,7 @@ class BlockTopK {
 
  public:
   static constexpr int kTileItems = BLOCK_THREADS * ITEMS_PER_THREAD;
+  using KeyBits = Bits;  // RadixKey<KeyT>::Bits
   struct TempStorage : cub::Uninitialized<_TempStorage> {};
 
   HYLRA_DEVICE explicit BlockTopK(TempStorage& storage) : storage_(storage.Alias()) {}
@@ -54,6 +57,15 @@ class BlockTopK {
   HYLRA_DEVICE int SelectSmallest(const KeyT (&keys)[ITEMS_PER_THREAD], int (&slots)[ITEMS_PER_THREAD], int k,
                                   int num_valid = kTileItems) {
     return select<false>(keys, slots, k, num_valid);
+  }
+
+  // As SelectLargest on RadixKey bits (RadixKey<KeyT>::largest or ::smallest of the scores),
+  // largest key first; RadixKey::kInvalid items are never selected. The valid keys must agree
+  // on every bit from `varying_bits` up (keys of one radix bucket): only the low digits are
+  // examined, so ties on the varying bits go to the lower item index.
+  HYLRA_DEVICE int SelectLargestKeys(const KeyBits (&keys)[ITEMS_PER_THREAD], int (&slots)[ITEMS_PER_THREAD], int k,
+                                     int varying_bits = Key::kBits) {
+    return select_keys(keys, slots, k, varying_bits);
   }
 
   // As above, and scatters each selected item's key and value to out_keys[slot] and
@@ -84,21 +96,31 @@ class BlockTopK {
     for (int i = 0; i < ITEMS_PER_THREAD; ++i) {
       const int index = threadIdx.x * ITEMS_PER_THREAD + i;
       keys[i] = index < num_valid ? Key::make(scores[i], LARGEST) : Key::kInvalid;
-      slots[i] = -1;
     }
+    return select_keys(keys, slots, k, Key::kBits);
+  }
+
+  HYLRA_DEVICE int select_keys(const Bits (&keys)[ITEMS_PER_THREAD], int (&slots)[ITEMS_PER_THREAD], int k,
+                               int varying_bits) {
+#pragma unroll
+    for (int i = 0; i < ITEMS_PER_THREAD; ++i) slots[i] = -1;
     if (k <= 0) return 0;
 
     // Invariant: the selection is every valid key whose masked bits exceed `prefix`, plus the
-    // first `take` (in index order) whose masked bits equal it.
+    // first `take` (in index order) whose masked bits equal it. Bits from varying_bits up are
+    // equal in all valid keys, so the mask may leave them out.
     Bits prefix = 0, mask = 0;
     int take = k;
-    for (int shift = Key::kBits - kDigitBits; shift >= 0; shift -= kDigitBits) {
+    for (int shift = varying_bits; shift > 0;) {
+      const int width = shift < kDigitBits ? shift : kDigitBits;
+      shift -= width;
+      const Bits digit_mask = static_cast<Bits>((1u << width) - 1u);
       for (int b = threadIdx.x; b < kBins; b += BLOCK_THREADS) storage_.histogram[b] = 0;
       __syncthreads();
 #pragma unroll
       for (int i = 0; i < ITEMS_PER_THREAD; ++i)
         if (keys[i] != Key::kInvalid && (keys[i] & mask) == prefix)
-          atomicAdd(&storage_.histogram[(keys[i] >> shift) & (kBins - 1)], 1);
+          atomicAdd(&storage_.histogram[(keys[i] >> shift) & digit_mask], 1);
       __syncthreads();
       const RadixBucket bucket =
           Bucket(storage_.bucket).find([this](int digit) { return storage_.histogram[digit]; }, take);
@@ -107,7 +129,7 @@ class BlockTopK {
         break;
       }
       prefix |= static_cast<Bits>(bucket.digit) << shift;
-      mask |= static_cast<Bits>(kBins - 1) << shift;
+      mask |= static_cast<Bits>(digit_mask << shift);
       take = bucket.remaining;
       if (bucket.remaining == bucket.count) break;  // the whole bucket is taken: no finer digit needed
     }
@@ -122,6 +144,7 @@ class BlockTopK {
     unsigned long long before, totals;
     CountScan(storage_.scan).ExclusiveSum(counts, before, totals);
     const int above_total = static_cast<int>(totals & 0xFFFFFFFFu);
+    const int tied_total = static_cast<int>(totals >> 32);  // < take only when no digit was examined
     int above = static_cast<int>(before & 0xFFFFFFFFu);
     int tied = static_cast<int>(before >> 32);
 #pragma unroll
@@ -135,7 +158,7 @@ class BlockTopK {
         ++tied;
       }
     }
-    return above_total + take;
+    return above_total + (tied_total < take ? tied_total : take);
   }
 
   HYLRA_DEVICE static void scatter(const KeyT (&keys)[ITEMS_PER_THREAD], const ValueT (&values)[ITEMS_PER_THREAD],

@@ -137,6 +137,21 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
   const int num_tiles = slot_end > chunk_start ? (slot_end - chunk_start + kTile - 1) / kTile : 0;
   const std::int64_t q_row0 = static_cast<std::int64_t>(batch) * p.num_qo_heads + kv_head * group;
 
+  // Q of the group (rows past the group zero) is loaded first, so that its latency overlaps the
+  // address lookups, and stored to shared memory once the first tiles are requested.
+  constexpr int kQVecs = Policy::kMaxGroup * kChunksPerRow / Policy::kThreads;
+  static_assert(kQVecs * Policy::kThreads == Policy::kMaxGroup * kChunksPerRow);
+  Vec<T> q_vecs[kQVecs];
+#pragma unroll
+  for (int i = 0; i < kQVecs; ++i) {
+    const int row = (threadIdx.x + i * Policy::kThreads) / kChunksPerRow;
+    const int chunk = (threadIdx.x + i * Policy::kThreads) % kChunksPerRow;
+    if (row < group)
+      q_vecs[i] = Vec<T>::load(p.q + (q_row0 + row) * kHeadDim + chunk * kVecElems<T>);
+    else
+      for (int e = 0; e < kVecElems<T>; ++e) q_vecs[i].data[e] = from_float<T>(0.0f);
+  }
+
   // The merge kernel (launched as a programmatic dependent) may start its prologue once every
   // CTA is resident; it still waits for this grid to finish before reading any partial state.
 #if __CUDA_ARCH__ >= 900
@@ -188,27 +203,27 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
                                : nullptr;
   float block_score = -INFINITY;
 
+  // Prologue: each lookup step for all the tiles the ring takes first (and the next two
+  // addresses) at once, one memory round trip per step rather than per tile.
+  int pos[kStages + 1], page[kStages];
+#pragma unroll
+  for (int s = 0; s <= kStages; ++s) pos[s] = token_of(tile_of(s));
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) page[s] = page_of(pos[s]);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (tile_of(s) < num_tiles) {
-      const int pos = token_of(tile_of(s));
-      issue(pos, page_of(pos), s);
-    }
+    if (tile_of(s) < num_tiles) issue(pos[s], page[s], s);
     cp_async_commit();
   }
   // Address pipeline: (next_pos, next_page) for the next tile to copy, after_pos for the one after.
-  int next_pos = token_of(tile_of(kStages - 1));
-  int next_page = page_of(next_pos);
-  int after_pos = token_of(tile_of(kStages));
-  // Q of the group (rows past the group zero) into shared memory, while the first tiles load.
-  for (int i = threadIdx.x; i < Policy::kMaxGroup * kChunksPerRow; i += Policy::kThreads) {
-    const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
-    Vec<T> v;
-    if (row < group)
-      v = Vec<T>::load(p.q + (q_row0 + row) * kHeadDim + chunk * kVecElems<T>);
-    else
-      for (int e = 0; e < kVecElems<T>; ++e) v.data[e] = from_float<T>(0.0f);
-    v.store(q_smem + swizzle<T, kHeadDim>(row, chunk));
+  int next_pos = pos[kStages - 1];
+  int next_page = page[kStages - 1];
+  int after_pos = pos[kStages];
+#pragma unroll
+  for (int i = 0; i < kQVecs; ++i) {
+    const int row = (threadIdx.x + i * Policy::kThreads) / kChunksPerRow;
+    const int chunk = (threadIdx.x + i * Policy::kThreads) % kChunksPerRow;
+    q_vecs[i].store(q_smem + swizzle<T, kHeadDim>(row, chunk));
   }
   __syncthreads();
 

@@ -260,3 +260,29 @@ TEST_CASE("dense decode reports bad arguments without launching") {
   REQUIRE(bytes > 0);
   CHECK(Op::run(a, nullptr, bytes - 1, nullptr) == StatusCode::kWorkspaceTooSmall);
 }
+
+TEST_CASE("dense decode is exact whether a row is one chunk or its chunks merge through the workspace") {
+  std::mt19937 rng(17);
+  struct Shape {
+    int batch, heads, len;
+  };
+  bool seen[2] = {};  // one chunk, several chunks merged by MergeStates
+  // Many short rows fill the device with one chunk each; one long row splits into many.
+  for (const Shape shape : {Shape{64, 8, 300}, Shape{1, 2, 16384}}) {
+    CAPTURE(shape.batch);
+    CAPTURE(shape.len);
+    PagedCache<__nv_bfloat16> cache(KvLayout::kNHD, shape.batch, shape.heads, 128, 64, shape.len,
+                                    std::vector<std::int32_t>(shape.batch, shape.len - 5), rng);
+    DenseDecodeArguments<__nv_bfloat16> args;
+    args.kv = cache.device_view();
+    args.num_qo_heads = shape.heads * 4;
+    detail::SplitPlan plan;
+    DECODE_TEST_OK(DenseDecode<__nv_bfloat16, 128>::plan(args, &plan));
+    const bool split = plan.num_splits > 1;
+    seen[split] = true;
+    CHECK((plan.workspace_bytes > 0) == split);
+    expect_close<__nv_bfloat16>(check_dense(cache, 4, rng));
+  }
+  CHECK(seen[0]);
+  CHECK(seen[1]);
+}

@@ -1,7 +1,10 @@
 // GatherDecode against the fp64 host reference: token and block granularity, per-head and shared
 // lists, -1 padding, lengths, ids past the sequence, duplicates, empty selections, both dtypes,
-// head dims 64, 128, 256, non-power-of-two groups, shuffled block tables.
+// head dims 64, 128, 256, non-power-of-two groups, shuffled block tables, repeated CUDA-graph
+// replays of a split selection.
 #include "gpu/test_decode_common.cuh"
+
+#include <cstring>
 
 #include "hylra/attention/gather.cuh"
 #include "hylra/reference/attention.hpp"
@@ -162,4 +165,66 @@ TEST_CASE("gather decode reports bad index lists") {
   a.indices.k_max = 1 << 24;
   a.indices.block_size = 128;
   CHECK(Op::can_implement(a) == StatusCode::kNotSupported);
+}
+
+TEST_CASE("gather decode of a split selection replays from a CUDA graph with identical results") {
+  std::mt19937 rng(71);
+  // One sequence, k = 2048: each row splits into chunks that MergeStates merges from the workspace.
+  PagedCache<__nv_bfloat16> cache(KvLayout::kNHD, 1, 2, 128, 64, 32768, {32768}, rng);
+  const int hq = 2 * 4, k_max = 2048;
+  const auto ids = random_ids(2, 1, k_max, k_max, 32768, rng);
+  const auto q = random_values<__nv_bfloat16>(static_cast<std::size_t>(hq) * 128, rng);
+  DeviceBuffer<__nv_bfloat16> d_q(q), d_out(q.size());
+  DeviceBuffer<float> d_lse(hq);
+  DeviceBuffer<std::int32_t> d_ids(ids);
+  GatherDecodeArguments<__nv_bfloat16> args;
+  args.q = d_q.ptr;
+  args.kv = cache.device_view();
+  args.indices = IndexList{d_ids.ptr, nullptr, 1, 2, k_max, 1};
+  args.num_qo_heads = hq;
+  args.sm_scale = 0.088f;
+  args.out = d_out.ptr;
+  args.lse = d_lse.ptr;
+  detail::SplitPlan plan;
+  DECODE_TEST_OK(GatherDecode<__nv_bfloat16, 128>::plan(args, &plan));
+  CHECK(plan.num_splits > 1);
+  std::size_t bytes = 0;
+  DECODE_TEST_OK(gather_decode_workspace_size(args, &bytes));
+  REQUIRE(bytes > 0);
+  DeviceBuffer<unsigned char> workspace(bytes);
+  workspace.poison();
+
+  cudaStream_t stream;
+  DECODE_TEST_CUDA(cudaStreamCreate(&stream));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  DECODE_TEST_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  DECODE_TEST_OK(gather_decode(args, workspace.ptr, bytes, stream));
+  DECODE_TEST_CUDA(cudaStreamEndCapture(stream, &graph));
+  DECODE_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  std::vector<__nv_bfloat16> first_out;
+  std::vector<float> first_lse;
+  for (int replay = 0; replay < 3; ++replay) {
+    d_out.poison();
+    d_lse.poison();
+    DECODE_TEST_CUDA(cudaGraphLaunch(exec, stream));
+    DECODE_TEST_CUDA(cudaStreamSynchronize(stream));
+    const auto out = d_out.to_host();
+    const auto lse = d_lse.to_host();
+    if (replay == 0) {
+      first_out = out;
+      first_lse = lse;
+      continue;
+    }
+    CHECK(std::memcmp(out.data(), first_out.data(), out.size() * sizeof(out[0])) == 0);
+    CHECK(std::memcmp(lse.data(), first_lse.data(), lse.size() * sizeof(lse[0])) == 0);
+  }
+  const IndexList host_list{ids.data(), nullptr, 1, 2, k_max, 1};
+  std::vector<float> ref(q.size()), ref_lse(hq);
+  DECODE_TEST_OK(reference::gather_decode(q.data(), hq, cache.host_view(), host_list, 0.088f, ref.data(), ref_lse.data()));
+  CHECK(max_row_rel_error(first_out, ref, 128) <= kOutputTolerance<__nv_bfloat16>);
+  CHECK(max_lse_error(first_lse, ref_lse) <= kLseTolerance);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
 }

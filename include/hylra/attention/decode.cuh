@@ -55,32 +55,32 @@ class DenseDecode {
   // Bytes of workspace run() needs (0 when each sequence fits one chunk). Allocates nothing.
   static Status workspace_size(const Arguments& args, std::size_t* bytes) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    detail::SplitPlan plan;
-    HYLRA_RETURN_IF_ERROR(plan_splits(args, &plan));
-    *bytes = plan.workspace_bytes;
+    detail::SplitPlan split_plan;
+    HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
+    *bytes = split_plan.workspace_bytes;
     return Status::success();
+  }
+
+  // How run() splits the rows into chunks and merges them (host values only; for tests and tuning).
+  static Status plan(const Arguments& args, detail::SplitPlan* plan) {
+    using Policy = detail::DecodePolicy<kHeadDim>;
+    return detail::plan_splits<T, kHeadDim, detail::DenseSlots>(args.kv.batch_size, args.kv.num_kv_heads,
+                                                                args.num_qo_heads, args.kv.max_seq_len(),
+                                                                Policy::kDenseChunkAlign, Policy::kDenseMinChunk, plan);
   }
 
   // Graph-capturable: no allocation, no host synchronization, grid sized from host values.
   static Status run(const Arguments& args, void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    detail::SplitPlan plan;
-    HYLRA_RETURN_IF_ERROR(plan_splits(args, &plan));
+    detail::SplitPlan split_plan;
+    HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
     auto params = detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse);
     params.scores = args.scores;
     // Block scores need whole blocks inside one warp: runs of block_size / 16 tiles.
     params.run_shift = args.scores.scores != nullptr && args.scores.block_size > 16
                            ? __builtin_ctz(static_cast<unsigned>(args.scores.block_size / 16))
                            : 0;
-    return detail::launch_decode<T, kHeadDim, detail::DenseSlots>(params, plan, workspace, workspace_bytes, stream);
-  }
-
- private:
-  static Status plan_splits(const Arguments& args, detail::SplitPlan* plan) {
-    using Policy = detail::DecodePolicy<kHeadDim>;
-    return detail::plan_splits<T, kHeadDim, detail::DenseSlots>(args.kv.batch_size, args.kv.num_kv_heads,
-                                                                args.num_qo_heads, args.kv.max_seq_len(),
-                                                                Policy::kDenseChunkAlign, Policy::kDenseMinChunk, plan);
+    return detail::launch_decode<T, kHeadDim, detail::DenseSlots>(params, split_plan, workspace, workspace_bytes, stream);
   }
 };
 

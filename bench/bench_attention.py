@@ -6,7 +6,10 @@ hylra reads a page-64 NHD cache through a shuffled block table; torch reads the 
 contiguous [B, Hkv, N, d] copy. Bandwidth counts the bytes of K and V that must be read
 (B * Hkv * N * d * 2 tensors * 2 bytes; for gather, of the selected tokens only).
 
-    HYLRA_BUILD_DIR=build HYLRA_COMMIT=<hash> python3 bench/bench_attention.py
+    HYLRA_BUILD_DIR=build HYLRA_COMMIT=<hash> python3 bench/bench_attention.py [--quick]
+
+--quick times only the shapes furthest from their targets (small and mid dense, d=64, gather), for
+comparing two builds within one GPU session.
 """
 import ctypes
 import math
@@ -24,6 +27,8 @@ DENSE_SHAPES = [(b, n, 32, 8, 128) for b in (1, 8, 32) for n in (8192, 32768, 13
 # Spot checks; the last repeats a main shape to show the run-to-run spread.
 SPOT_SHAPES = [(8, 32768, 32, 8, 64), (8, 32768, 32, 8, 256), (8, 32768, 24, 8, 128), (1, 131072, 24, 8, 128),
                (1, 131072, 32, 8, 128)]
+QUICK_DENSE_SHAPES = [(b, n, 32, 8, 128) for b, n in ((1, 8192), (1, 32768), (8, 8192), (8, 32768), (32, 8192))]
+QUICK_SPOT_SHAPES = [(8, 32768, 32, 8, 64)]
 GATHER_BATCHES = (1, 8, 32)
 GATHER_N, GATHER_K = 32768, 2048
 # Quoted from issue 5 (this H200, cold L2), not measured here: FlashInfer 0.6.18 default decode, µs.
@@ -130,13 +135,12 @@ def timed(timer, fn):
 def dense_rows(lib, timer, shapes, with_scores):
     rows = []
     for b, n, hq, hkv, d in shapes:
+        t_again = float("nan")
         pr = Problem(b, n, hq, hkv, d)
         k, v = pr.contiguous()
         q4 = pr.q.unsqueeze(2)
         ours = dense_runner(lib, pr)
-        ours()
-        ref = sdpa(SDPBackend.MATH, q4.float(), k.float(), v.float()).squeeze(2) if b * n <= 8 * 32768 else None
-        err = (pr.out.float() - ref).abs().max().item() if ref is not None else float("nan")
+        timer.median_us(ours, [()], reps=10)  # warm-up
         t = timed(timer, ours)
         t_cudnn = timed(timer, lambda: sdpa(SDPBackend.CUDNN_ATTENTION, q4, k, v))
         t_flash = timed(timer, lambda: sdpa(SDPBackend.FLASH_ATTENTION, q4, k, v))
@@ -146,12 +150,21 @@ def dense_rows(lib, timer, shapes, with_scores):
             blk = torch.empty(b, hkv, n // 64, device="cuda", dtype=torch.float32)
             t_tok = timed(timer, dense_runner(lib, pr, tok, 1))
             t_blk = timed(timer, dense_runner(lib, pr, blk, 64))
+            t_again = timed(timer, ours)  # the first figure again, after the baselines: shows any order effect
+        # Checked after the timings: the fp32 reference computed right before a timing made the next
+        # ~100 calls read 10-13 % slow (2026-11-28).
+        ours()
+        ref = sdpa(SDPBackend.MATH, q4.float(), k.float(), v.float()).squeeze(2) if b * n <= 8 * 32768 else None
+        err = (pr.out.float() - ref).abs().max().item() if ref is not None else float("nan")
+        del ref
+        if with_scores:
             del k, v
             pr.to_hnd()
             t_hnd = timed(timer, dense_runner(lib, pr))
         rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_blk, t_hnd, err))
         print(f"dense B={b} N={n} Hq={hq} d={d}: {t:.1f} us, cuDNN {t_cudnn:.1f}, flash {t_flash:.1f}, "
-              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, max|err| vs fp32 {err:.2e}", flush=True)
+              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, again {t_again:.1f}, max|err| vs fp32 {err:.2e}",
+              flush=True)
         del pr
         torch.cuda.empty_cache()
     return rows
@@ -174,11 +187,12 @@ def gather_rows(lib, timer):
             return F.scaled_dot_product_attention(q4, k.gather(2, idx), v.gather(2, idx), enable_gqa=True)
 
         ours_tok = gather_runner(lib, pr, tok, 1)
-        ours_tok()
-        err = (pr.out.float() - naive().squeeze(2).float()).abs().max().item()
+        timer.median_us(ours_tok, [()], reps=10)  # warm-up
         t_tok = timed(timer, ours_tok)
         t_blk = timed(timer, gather_runner(lib, pr, blocks, 64))
         t_naive = timed(timer, naive)
+        ours_tok()  # checked after the timings, as for dense
+        err = (pr.out.float() - naive().squeeze(2).float()).abs().max().item()
         sel_bytes = 2 * b * hkv * GATHER_K * d * 2
         rows.append((b, t_tok, sel_bytes / t_tok / 1e6, t_blk, t_naive, err))
         print(f"gather B={b}: token {t_tok:.1f} us, block {t_blk:.1f}, naive {t_naive:.1f}, max|err| {err:.2e}",
@@ -188,14 +202,19 @@ def gather_rows(lib, timer):
     return rows
 
 
+def ratio(x, t):
+    return "" if math.isnan(x) else f"{x / t:.3f}×"
+
+
 def main():
+    quick = "--quick" in sys.argv[1:]
     lib = load()
     timer = harness.ColdTimer()
     tiny = torch.empty(1024, device="cuda")
     floor = timed(timer, lambda: tiny.add_(1.0))
     print(f"harness floor (one tiny kernel after the L2 flush): {floor:.1f} us", flush=True)
-    dense = dense_rows(lib, timer, DENSE_SHAPES, with_scores=True)
-    spot = dense_rows(lib, timer, SPOT_SHAPES, with_scores=False)
+    dense = dense_rows(lib, timer, QUICK_DENSE_SHAPES if quick else DENSE_SHAPES, with_scores=True)
+    spot = dense_rows(lib, timer, QUICK_SPOT_SHAPES if quick else SPOT_SHAPES, with_scores=False)
     gather = gather_rows(lib, timer)
 
     print()
@@ -210,7 +229,7 @@ def main():
         fi = FLASHINFER_US.get((b, n)) if (hq, d) == (32, 128) else None
         fi_text = f"{fi} | {fi / t:.2f}×" if fi else "– | –"
         print(f"| {b} | {n // 1024}K | {hq}/{hkv} | {d} | {t:.1f} | {tbs:.2f} | {tc:.1f} | {tf:.1f} | {tc / t:.2f}× | "
-              f"{fi_text} | {ttok / t:.3f}× | {tblk / t:.3f}× | {thnd:.1f} |")
+              f"{fi_text} | {ratio(ttok, t)} | {ratio(tblk, t)} | {'' if math.isnan(thnd) else f'{thnd:.1f}'} |")
     print()
     print(f"Gather, k = {GATHER_K} tokens per (sequence, KV head) of a {GATHER_N // 1024}K cache; block level = "
           f"{GATHER_K // 64} blocks of 64; naive = torch.gather + SDPA (default backend)")

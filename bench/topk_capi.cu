@@ -14,6 +14,9 @@ struct FirstDigit11Policy : hylra::BatchedTopKPolicy {  // a coarser first digit
 struct Threads256Policy : hylra::BatchedTopKPolicy {
   static constexpr int kThreads = 256;
 };
+struct Loads8Policy : hylra::BatchedTopKPolicy {  // twice the 16-byte loads in flight per thread
+  static constexpr int kLoadUnroll = 8;
+};
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
   static constexpr int kMaxClusterSize = 16;
 };
@@ -24,6 +27,7 @@ auto with_policy(int variant, F&& f) {
     case 1: return f(hylra::TypeTag<FirstDigit11Policy>{});
     case 2: return f(hylra::TypeTag<Threads256Policy>{});
     case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
+    case 4: return f(hylra::TypeTag<Loads8Policy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }
@@ -32,7 +36,7 @@ auto with_policy(int variant, F&& f) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 4; }
+__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 5; }
 
 // dtype: 0 fp16, 1 bf16, 2 fp32 (hylra::DType); variant: 0 = the default policy.
 __attribute__((visibility("default"))) int hylra_topk(int variant, int dtype, const void* scores, long long row_stride,

@@ -63,6 +63,7 @@ struct BatchedTopKPolicy {
   // CTAs fit on one SM and one loads while another computes.
   static constexpr int kPreferredSegmentBytes = 64 * 1024;
   // ... or while the grid has fewer than kCtasPerSm CTAs per SM and segments keep this many keys.
+  // The kernel's registers are capped so that kCtasPerSm CTAs fit on one SM.
   static constexpr int kCtasPerSm = 2;
   static constexpr int kMinSegmentKeys = 1024;
   // Segments larger than this are not cached in shared memory; later passes re-read the scores.
@@ -171,7 +172,7 @@ union alignas(16) TopKExchange {
 // One cluster per row. In sorted mode it writes untranslated positions only; sort_rows_kernel
 // then orders them, translates them and writes the values.
 template <typename ScoreT, typename Policy>
-__global__ void __launch_bounds__(Policy::kThreads)
+__global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
     batched_topk_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool vectorized) {
   namespace cg = cooperative_groups;
   constexpr int kThreads = Policy::kThreads;
@@ -369,32 +370,45 @@ __global__ void __launch_bounds__(Policy::kThreads)
   }
   const int selected = above_total + take;
 
-  // Number the above keys and the candidates (or ties) in position order: thread t owns groups
-  // [t * G, (t + 1) * G) and counts them, a block scan and the cluster's earlier CTAs give its
-  // first slots, then it classifies them again and writes. Each thread starts at its own group
-  // t % G and wraps around, so a warp's 16-byte shared-memory reads fall in distinct banks.
-  const int groups_per_thread = (num_groups + kThreads - 1) / kThreads;
-  const int run_first = tid * groups_per_thread;
-  const int wrap = groups_per_thread > 0 ? tid % groups_per_thread : 0;
-  const auto for_each_owned_group = [&](auto&& visit) {  // visit(g, whether g precedes the wrap)
-    for (int j = 0; j < groups_per_thread; ++j) {
-      const int local = wrap + j < groups_per_thread ? wrap + j : wrap + j - groups_per_thread;
-      if (run_first + local < num_groups) visit(run_first + local, local < wrap);
-    }
+  // Number the above keys and the candidates (or ties) in position order. Thread t owns
+  // `chunks` chunks of 32 consecutive positions from position 32 * chunks * t on, and classifies
+  // each into two bit masks (bit i: position i of the chunk), starting at a different group per
+  // thread so that a warp's 16-byte shared-memory reads fall in distinct banks. Mask counts, a
+  // block scan and the cluster's earlier CTAs give its first slots; the write loop then visits
+  // only the set bits, so a warp spends time on selected keys alone.
+  constexpr int kChunkGroups = 32 / kVec;
+  static_assert(kChunkGroups == 4 || kChunkGroups == 8, "16-byte groups of 16- or 32-bit keys");
+  const int chunks = (num_groups + kThreads * kChunkGroups - 1) / (kThreads * kChunkGroups);
+  const int run_first = tid * chunks * kChunkGroups;  // first group of this thread
+  const int rotation = tid / (8 / kChunkGroups);
+  struct ChunkMasks {
+    unsigned above, tied;
   };
-  int above_count = 0, tied_count = 0, above_wrapped = 0, tied_wrapped = 0;
-  for_each_owned_group([&](int g, bool wrapped) {
-    const Keys keys = group_keys(g);
-    int above = 0, at_least_tied = 0;
+  const auto classify_chunk = [&](int c) {
+    ChunkMasks masks{0u, 0u};
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) {
-      above += keys.data[e] > tied_max;
-      at_least_tied += keys.data[e] >= tied_min;
+    for (int i = 0; i < kChunkGroups; ++i) {
+      const int local = (i + rotation) % kChunkGroups;
+      const int g = run_first + c * kChunkGroups + local;
+      if (g >= num_groups) continue;
+      const Keys keys = group_keys(g);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        const unsigned bit = 1u << (local * kVec + e);
+        if (keys.data[e] > tied_max) masks.above |= bit;
+        else if (keys.data[e] >= tied_min) masks.tied |= bit;
+      }
     }
-    above_count += above;
-    tied_count += at_least_tied - above;
-    if (wrapped) above_wrapped += above, tied_wrapped += at_least_tied - above;
-  });
+    return masks;
+  };
+  ChunkMasks first_chunk{0u, 0u};  // kept for the write loop: most segments are one chunk per thread
+  int above_count = 0, tied_count = 0;
+  for (int c = 0; c < chunks; ++c) {
+    const ChunkMasks masks = classify_chunk(c);
+    if (c == 0) first_chunk = masks;
+    above_count += __popc(masks.above);
+    tied_count += __popc(masks.tied);
+  }
   unsigned long long before, cta_total;
   CountScan(scan_storage)
       .ExclusiveSum(static_cast<unsigned long long>(tied_count) << 32 | static_cast<unsigned>(above_count), before,
@@ -421,29 +435,24 @@ __global__ void __launch_bounds__(Policy::kThreads)
   };
   Bits* const candidate_keys = cluster.map_shared_rank(exchange.candidates.keys, 0);
   int* const candidate_positions = cluster.map_shared_rank(exchange.candidates.positions, 0);
-  // Slots of the groups before the wrap come first.
-  const int above_first = cta_offsets[0] + static_cast<int>(before & 0xFFFFFFFFu);
-  const int tied_first = cta_offsets[1] + static_cast<int>(before >> 32);
-  int next_above = above_first + above_wrapped, next_tied = tied_first + tied_wrapped;
-  for_each_owned_group([&](int g, bool wrapped) {
-    if (wrapped && g == run_first) next_above = above_first, next_tied = tied_first;
-    const Keys keys = group_keys(g);
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) {
-      const Bits key = keys.data[e];
-      if (key < tied_min) continue;
-      const int pos = seg_begin + g * kVec + e;
-      if (key > tied_max) {
-        emit(next_above++, pos);
-      } else if (refine_candidates) {
-        candidate_keys[next_tied] = key;
-        candidate_positions[next_tied++] = pos;
+  int next_above = cta_offsets[0] + static_cast<int>(before & 0xFFFFFFFFu);
+  int next_tied = cta_offsets[1] + static_cast<int>(before >> 32);
+  for (int c = 0; c < chunks; ++c) {
+    const ChunkMasks masks = c == 0 ? first_chunk : classify_chunk(c);
+    const int chunk_begin = (run_first + c * kChunkGroups) * kVec;  // within the segment
+    for (unsigned bits = masks.above; bits != 0; bits &= bits - 1)
+      emit(next_above++, seg_begin + chunk_begin + __ffs(bits) - 1);
+    for (unsigned bits = masks.tied; bits != 0; bits &= bits - 1) {
+      const int i = chunk_begin + __ffs(bits) - 1;
+      if (refine_candidates) {
+        candidate_keys[next_tied] = cached ? cache[i] : key_of(i, seg_scores[i]);
+        candidate_positions[next_tied++] = seg_begin + i;
       } else {
-        if (next_tied < take) emit(above_total + next_tied, pos);
+        if (next_tied < take) emit(above_total + next_tied, seg_begin + i);
         ++next_tied;
       }
     }
-  });
+  }
   // Peers read our cta_counts and the first CTA's candidates are complete once all have arrived.
   auto written = cluster.barrier_arrive();
   for (int j = selected + rank * kThreads + tid; j < args.k; j += cluster_size * kThreads) {

@@ -13,12 +13,13 @@
 // 2. Each CTA adds its non-zero bins into every peer's copy through distributed shared memory;
 //    every CTA then finds the same threshold bucket T: keys whose first digit exceeds T are
 //    selected, keys in T are candidates, and `take` of them are still needed.
-// 3. One classify pass (after a counting pass over the same keys and a block scan, so that slots
-//    follow position order): selected keys go straight to the output; candidates go, at slots in
-//    position order, to a buffer in the shared memory of the cluster's first CTA, which selects
-//    the `take` best of them with BlockTopK (ties to the lower position) and writes them after
-//    the others. For a normal row T holds ~1 % of the keys, so per key the kernel does one load,
-//    one atomic and two compares.
+// 3. One classify pass: each thread turns 32 consecutive keys into two bit masks (above T, in T);
+//    mask counts, a block scan and the earlier CTAs' totals number them in position order.
+//    Selected keys go straight to the output; candidates go, at slots in position order, to a
+//    buffer in the shared memory of the cluster's first CTA, which selects the `take` best of
+//    them with BlockTopK (ties to the lower position) and writes them after the others. For a
+//    normal row T holds ~1 % of the keys, so per key the kernel does one load, one atomic and two
+//    compares; the write loop visits set mask bits only.
 // When T holds more candidates than the buffer (many equal scores), the cluster instead refines
 // T with further radix passes (8-bit digits) over the keys in shared memory and the same classify
 // pass writes the ties directly; the choice comes from the cluster-wide histogram, the same in

@@ -8,8 +8,8 @@
 
 namespace {
 
-struct FirstDigit11Policy : hylra::BatchedTopKPolicy {  // a coarser first digit: more candidates
-  static constexpr int kFirstDigitBits = 11;
+struct FirstDigit12Policy : hylra::BatchedTopKPolicy {  // a finer first digit: fewer candidates, more bins
+  static constexpr int kFirstDigitBits = 12;
 };
 struct Threads256Policy : hylra::BatchedTopKPolicy {
   static constexpr int kThreads = 256;
@@ -24,7 +24,7 @@ struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row o
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<FirstDigit11Policy>{});
+    case 1: return f(hylra::TypeTag<FirstDigit12Policy>{});
     case 2: return f(hylra::TypeTag<Threads256Policy>{});
     case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
     case 4: return f(hylra::TypeTag<Loads8Policy>{});

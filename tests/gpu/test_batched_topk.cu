@@ -233,10 +233,11 @@ TEST_CASE_TEMPLATE("BatchedTopK unaligned rows, forced positions, sorted output 
   check_case<T>(paged, rng);
 }
 
-// Another policy: clusters of up to 16 CTAs (non-portable), 256 threads, 11-bit digits (the
-// default takes 8).
+// Another policy: clusters of up to 16 CTAs (non-portable), 256 threads, a 12-bit first digit
+// and 11-bit later digits (the default takes 11 and 8).
 struct WideClusterPolicy : BatchedTopKPolicy {
   static constexpr int kThreads = 256;
+  static constexpr int kFirstDigitBits = 12;
   static constexpr int kDigitBits = 11;
   static constexpr int kMaxClusterSize = 16;
   static constexpr int kPreferredSegmentBytes = 16 * 1024;

@@ -8,17 +8,17 @@
 //
 // Method: one thread-block cluster of up to 8 CTAs per row, each CTA owning a segment.
 // 1. Each CTA streams its segment once with 16-byte loads, turns scores into RadixKey bits, keeps
-//    them in shared memory and counts a wide first digit (12 bits: sign, exponent and 3 mantissa
+//    them in shared memory and counts a wide first digit (11 bits: sign, exponent and 2 mantissa
 //    bits of fp32) with one shared atomic per key.
 // 2. Each CTA adds its non-zero bins into every peer's copy through distributed shared memory;
 //    every CTA then finds the same threshold bucket T: keys whose first digit exceeds T are
 //    selected, keys in T are candidates, and `take` of them are still needed.
-// 3. One classify pass: each thread turns 32 consecutive keys into two bit masks (above T, in T);
-//    mask counts, a block scan and the earlier CTAs' totals number them in position order.
+// 3. One classify pass: each thread turns up to 32 consecutive keys into two bit masks (above T,
+//    in T); mask counts, a block scan and the earlier CTAs' totals number them in position order.
 //    Selected keys go straight to the output; candidates go, at slots in position order, to a
 //    buffer in the shared memory of the cluster's first CTA, which selects the `take` best of
 //    them with BlockTopK (ties to the lower position) and writes them after the others. For a
-//    normal row T holds ~1 % of the keys, so per key the kernel does one load, one atomic and two
+//    normal row T holds ~2 % of the keys, so per key the kernel does one load, one atomic and two
 //    compares; the write loop visits set mask bits only.
 // When T holds more candidates than the buffer (many equal scores), the cluster instead refines
 // T with further radix passes (8-bit digits) over the keys in shared memory and the same classify
@@ -50,9 +50,11 @@ HYLRA_NAMESPACE_BEGIN
 struct BatchedTopKPolicy {
   static constexpr int kThreads = 512;
   // Bits of the first radix digit, counted while the row is loaded (capped at the key width).
-  // Wide, so that the k-th score's bucket is narrow: 12 bits of an fp32 or bf16 key are an
-  // eighth of an octave, about 1 % of a normal row around its top 2 %.
-  static constexpr int kFirstDigitBits = 12;
+  // Wide, so that the k-th score's bucket is narrow: 11 bits of an fp32 or bf16 key are a
+  // quarter of an octave, about 2 % of a normal row around its top 2 %. 12 bits halve the
+  // candidates but measured 4-14 % slower on every benchmark shape (bench/RESULTS.md): twice the
+  // bins to clear, push across the cluster and scan.
+  static constexpr int kFirstDigitBits = 11;
   // The k-th score's first-digit bucket is refined in one CTA when it holds at most this many
   // keys (kCandidateCapacity / kThreads per thread); otherwise by further cluster-wide passes.
   static constexpr int kCandidateCapacity = 4096;
@@ -372,15 +374,20 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
   const int selected = above_total + take;
 
   // Number the above keys and the candidates (or ties) in position order. Thread t owns
-  // `chunks` chunks of 32 consecutive positions from position 32 * chunks * t on, and classifies
-  // each into two bit masks (bit i: position i of the chunk), starting at a different group per
-  // thread so that a warp's 16-byte shared-memory reads fall in distinct banks. Mask counts, a
-  // block scan and the cluster's earlier CTAs give its first slots; the write loop then visits
-  // only the set bits, so a warp spends time on selected keys alone.
-  constexpr int kChunkGroups = 32 / kVec;
+  // `chunks` chunks of `chunk_groups` consecutive groups (at most 32 positions) from group
+  // chunks * chunk_groups * t on, and classifies each into two bit masks (bit i: position i of
+  // the chunk), starting at a different group per thread so that a warp's 16-byte shared-memory
+  // reads fall in distinct banks. Mask counts, a block scan and the cluster's earlier CTAs give
+  // its first slots; the write loop then visits only the set bits, so a warp spends time on
+  // selected keys alone. Small segments get short chunks so that every thread has some: 1024
+  // fp32 keys are 256 chunks of one group, not 32 chunks of eight left to a single warp.
+  constexpr int kChunkGroups = 32 / kVec;  // the most groups one 32-bit mask covers
   static_assert(kChunkGroups == 4 || kChunkGroups == 8, "16-byte groups of 16- or 32-bit keys");
-  const int chunks = (num_groups + kThreads * kChunkGroups - 1) / (kThreads * kChunkGroups);
-  const int run_first = tid * chunks * kChunkGroups;  // first group of this thread
+  const int groups_per_thread = (num_groups + kThreads - 1) / kThreads;
+  const int chunk_groups =
+      groups_per_thread < 1 ? 1 : (groups_per_thread < kChunkGroups ? groups_per_thread : kChunkGroups);
+  const int chunks = (num_groups + kThreads * chunk_groups - 1) / (kThreads * chunk_groups);
+  const int run_first = tid * chunks * chunk_groups;  // first group of this thread
   const int rotation = tid / (8 / kChunkGroups);
   struct ChunkMasks {
     unsigned above, tied;
@@ -390,8 +397,8 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
 #pragma unroll
     for (int i = 0; i < kChunkGroups; ++i) {
       const int local = (i + rotation) % kChunkGroups;
-      const int g = run_first + c * kChunkGroups + local;
-      if (g >= num_groups) continue;
+      const int g = run_first + c * chunk_groups + local;
+      if (local >= chunk_groups || g >= num_groups) continue;
       const Keys keys = group_keys(g);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
@@ -440,7 +447,7 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
   int next_tied = cta_offsets[1] + static_cast<int>(before >> 32);
   for (int c = 0; c < chunks; ++c) {
     const ChunkMasks masks = c == 0 ? first_chunk : classify_chunk(c);
-    const int chunk_begin = (run_first + c * kChunkGroups) * kVec;  // within the segment
+    const int chunk_begin = (run_first + c * chunk_groups) * kVec;  // within the segment
     for (unsigned bits = masks.above; bits != 0; bits &= bits - 1)
       emit(next_above++, seg_begin + chunk_begin + __ffs(bits) - 1);
     for (unsigned bits = masks.tied; bits != 0; bits &= bits - 1) {

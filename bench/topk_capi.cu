@@ -8,14 +8,14 @@
 
 namespace {
 
-struct FirstDigit12Policy : hylra::BatchedTopKPolicy {  // a finer first digit: fewer candidates, more bins
-  static constexpr int kFirstDigitBits = 12;
+struct RefineAlwaysPolicy : hylra::BatchedTopKPolicy {  // the one-CTA refine at every segment size
+  static constexpr int kMinRefineSegmentKeys = 0;
+};
+struct RefineFrom8KPolicy : hylra::BatchedTopKPolicy {  // cluster-wide passes up to 4K-key segments
+  static constexpr int kMinRefineSegmentKeys = 8192;
 };
 struct Threads256Policy : hylra::BatchedTopKPolicy {
   static constexpr int kThreads = 256;
-};
-struct Loads8Policy : hylra::BatchedTopKPolicy {  // twice the 16-byte loads in flight per thread
-  static constexpr int kLoadUnroll = 8;
 };
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
   static constexpr int kMaxClusterSize = 16;
@@ -24,10 +24,10 @@ struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row o
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<FirstDigit12Policy>{});
+    case 1: return f(hylra::TypeTag<RefineAlwaysPolicy>{});
     case 2: return f(hylra::TypeTag<Threads256Policy>{});
     case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
-    case 4: return f(hylra::TypeTag<Loads8Policy>{});
+    case 4: return f(hylra::TypeTag<RefineFrom8KPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }

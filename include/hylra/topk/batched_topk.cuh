@@ -20,10 +20,10 @@
 //    them with BlockTopK (ties to the lower position) and writes them after the others. For a
 //    normal row T holds ~2 % of the keys, so per key the kernel does one load, one atomic and two
 //    compares; the write loop visits set mask bits only.
-// When T holds more candidates than the buffer (many equal scores), the cluster instead refines
-// T with further radix passes (8-bit digits) over the keys in shared memory and the same classify
-// pass writes the ties directly; the choice comes from the cluster-wide histogram, the same in
-// every CTA. Global traffic: the row read once, k outputs written. No workspace, no host
+// When T holds more candidates than the buffer (many equal scores) or segments are small, the
+// cluster instead refines T with further radix passes (8-bit digits) over the keys in shared
+// memory and the same classify pass writes the ties directly; the choice comes from the
+// cluster-wide histogram and the segment size, the same in every CTA. Global traffic: the row read once, k outputs written. No workspace, no host
 // synchronisation, a grid fixed by (R, N): the call is CUDA-graph capturable.
 #pragma once
 
@@ -58,6 +58,9 @@ struct BatchedTopKPolicy {
   // The k-th score's first-digit bucket is refined in one CTA when it holds at most this many
   // keys (kCandidateCapacity / kThreads per thread); otherwise by further cluster-wide passes.
   static constexpr int kCandidateCapacity = 4096;
+  // Segments of fewer keys skip that refine and use the cluster-wide passes: re-scanning a few
+  // thousand keys in shared memory is cheaper than the refine's barriers and block-wide passes.
+  static constexpr int kMinRefineSegmentKeys = 2048;
   // Digits of those further passes: 8 bits (measured 3-8 % faster than 11 for the all-pass
   // method, bench/RESULTS.md): 256 bins are cheap to push across the cluster and scan.
   static constexpr int kDigitBits = 8;
@@ -332,11 +335,11 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
     above_total = args.k;
   }
   // Candidates of the bucket go to the first CTA, which picks `take` of them.
-  const bool refine_candidates = take > 0 && first.count <= kCapacity;
+  const bool refine_candidates = take > 0 && first.count <= kCapacity && segment >= Policy::kMinRefineSegmentKeys;
   if (take > 0 && !refine_candidates) {
-    // Too many candidates (e.g. many equal scores): radix passes over the bucket's keys with
-    // cluster-wide histograms until `take` is the whole bucket or all bits are fixed; the ties
-    // left are then taken in position order. Our cluster_histogram is read by us only, and the
+    // Too many candidates (e.g. many equal scores) or a small segment: radix passes over the
+    // bucket's keys with cluster-wide histograms until `take` is the whole bucket or all bits are
+    // fixed; the ties left are then taken in position order. Our cluster_histogram is read by us only, and the
     // push above left local_histogram zero.
     for (int b = tid; b < 2 * kBins; b += kThreads) cluster_histogram[b] = 0;
     cluster.sync();  // zeroed everywhere before any peer adds into them

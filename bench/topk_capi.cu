@@ -11,11 +11,11 @@ namespace {
 struct RefineAlwaysPolicy : hylra::BatchedTopKPolicy {  // the one-CTA refine at every segment size
   static constexpr int kMinRefineSegmentKeys = 0;
 };
-struct RefineFrom8KPolicy : hylra::BatchedTopKPolicy {  // cluster-wide passes up to 4K-key segments
-  static constexpr int kMinRefineSegmentKeys = 8192;
-};
-struct Threads256Policy : hylra::BatchedTopKPolicy {
+struct Threads256Policy : hylra::BatchedTopKPolicy {  // 256 threads at every segment size
   static constexpr int kThreads = 256;
+};
+struct Threads512Policy : hylra::BatchedTopKPolicy {  // 512 threads at every segment size
+  static constexpr int kSmallSegmentKeys = 0;
 };
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
   static constexpr int kMaxClusterSize = 16;
@@ -27,7 +27,7 @@ auto with_policy(int variant, F&& f) {
     case 1: return f(hylra::TypeTag<RefineAlwaysPolicy>{});
     case 2: return f(hylra::TypeTag<Threads256Policy>{});
     case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
-    case 4: return f(hylra::TypeTag<RefineFrom8KPolicy>{});
+    case 4: return f(hylra::TypeTag<Threads512Policy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }

@@ -336,6 +336,7 @@ struct SmallCandidatePolicy : BatchedTopKPolicy {
 
 TEST_CASE_TEMPLATE("BatchedTopK candidate buckets that fit and overflow", T, float, half, __nv_bfloat16) {
   check_candidate_buckets<T, BatchedTopKPolicy>(131072, 5000);
+  check_candidate_buckets<T, BatchedTopKPolicy>(24000, 5000);  // 8 CTAs of 3000 keys: small-segment CTAs
   check_candidate_buckets<T, SmallCandidatePolicy>(131072, 2048);
   check_candidate_buckets<T, SmallCandidatePolicy>(20000, 2048);  // 4 CTAs of 5000 keys
 }

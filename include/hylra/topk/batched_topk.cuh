@@ -49,6 +49,11 @@ HYLRA_NAMESPACE_BEGIN
 // passed as BatchedTopK's second template argument.
 struct BatchedTopKPolicy {
   static constexpr int kThreads = 512;
+  // Segments of at most kSmallSegmentKeys keys run in CTAs of kSmallSegmentThreads instead:
+  // measured on H200 (bench/RESULTS.md), 256 threads beat 512 on 1K- and 4K-key segments
+  // (8x8K fp32 11.2 vs 12.7 us, 64x32K 33.2 vs 36.2) and lose on 16K-key ones (64x128K 55.1 vs 48.3).
+  static constexpr int kSmallSegmentKeys = 4096;
+  static constexpr int kSmallSegmentThreads = 256;
   // Bits of the first radix digit, counted while the row is loaded (capped at the key width).
   // Wide, so that the k-th score's bucket is narrow: 11 bits of an fp32 or bf16 key are a
   // quarter of an octave, about 2 % of a normal row around its top 2 %. 12 bits halve the
@@ -135,6 +140,12 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
     cluster *= 2;
   return {cluster, segment(cluster), bytes(cluster) <= P::kMaxSegmentBytes};
 }
+
+// The policy of the kernel that run() launches for segments of at most kSmallSegmentKeys keys.
+template <typename Policy>
+struct SmallSegmentPolicy : Policy {
+  static constexpr int kThreads = Policy::kSmallSegmentThreads;
+};
 
 template <typename ScoreT>
 HYLRA_DEVICE std::int32_t translate_position(const BatchedTopKArguments<ScoreT>& args, int row, int pos) {
@@ -570,15 +581,28 @@ class BatchedTopK {
     const detail::TopKLaunchShape shape = detail::topk_launch_shape<ScoreT, Policy>(args.num_rows, args.num_cols, num_sms);
     constexpr int kVec = kVecElems<ScoreT>;
     const bool vectorized = reinterpret_cast<std::uintptr_t>(args.scores) % 16 == 0 && args.row_stride % kVec == 0;
-    const int smem_bytes =
-        static_cast<int>(sizeof(detail::TopKExchange<ScoreT, Policy>)) +
-        (shape.cached ? shape.segment * static_cast<int>(sizeof(typename RadixKey<ScoreT>::Bits)) : 0);
+    HYLRA_RETURN_IF_ERROR(shape.segment <= Policy::kSmallSegmentKeys
+                              ? launch_select<detail::SmallSegmentPolicy<Policy>>(args, shape, vectorized, stream)
+                              : launch_select<Policy>(args, shape, vectorized, stream));
+    if (args.sorted) {
+      detail::sort_rows_kernel<ScoreT, Policy><<<args.num_rows, Policy::kSortThreads, 0, stream>>>(args);
+      HYLRA_RETURN_IF_ERROR(check_launch());
+    }
+    return Status::success();
+  }
 
-    const auto kernel = detail::batched_topk_kernel<ScoreT, Policy>;
+ private:
+  template <typename KernelPolicy>
+  static Status launch_select(const Arguments& args, const detail::TopKLaunchShape& shape, bool vectorized,
+                              cudaStream_t stream) {
+    const int smem_bytes =
+        static_cast<int>(sizeof(detail::TopKExchange<ScoreT, KernelPolicy>)) +
+        (shape.cached ? shape.segment * static_cast<int>(sizeof(typename RadixKey<ScoreT>::Bits)) : 0);
+    const auto kernel = detail::batched_topk_kernel<ScoreT, KernelPolicy>;
     // Raised on every call: the histograms alone pass the 48 KB a kernel gets without asking.
     HYLRA_RETURN_IF_ERROR(
         cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes)));
-    if (Policy::kMaxClusterSize > 8)
+    if (KernelPolicy::kMaxClusterSize > 8)
       HYLRA_RETURN_IF_ERROR(cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
     cudaLaunchAttribute attribute;
     attribute.id = cudaLaunchAttributeClusterDimension;
@@ -587,17 +611,12 @@ class BatchedTopK {
     attribute.val.clusterDim.z = 1;
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(static_cast<unsigned>(args.num_rows * shape.cluster_size));
-    config.blockDim = dim3(Policy::kThreads);
+    config.blockDim = dim3(KernelPolicy::kThreads);
     config.dynamicSmemBytes = static_cast<std::size_t>(smem_bytes);
     config.stream = stream;
     config.attrs = &attribute;
     config.numAttrs = 1;
-    HYLRA_RETURN_IF_ERROR(cuda_status(cudaLaunchKernelEx(&config, kernel, args, shape.segment, shape.cached, vectorized)));
-    if (args.sorted) {
-      detail::sort_rows_kernel<ScoreT, Policy><<<args.num_rows, Policy::kSortThreads, 0, stream>>>(args);
-      HYLRA_RETURN_IF_ERROR(check_launch());
-    }
-    return Status::success();
+    return cuda_status(cudaLaunchKernelEx(&config, kernel, args, shape.segment, shape.cached, vectorized));
   }
 };
 

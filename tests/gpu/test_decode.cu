@@ -189,24 +189,13 @@ TEST_CASE("dense decode replays from a captured CUDA graph") {
   DECODE_TEST_OK(dense_decode_workspace_size(args, &bytes));
   REQUIRE(bytes > 0);  // several chunks: the graph holds the decode and the merge
   DeviceBuffer<unsigned char> workspace(bytes);
-  cudaStream_t stream;
-  DECODE_TEST_CUDA(cudaStreamCreate(&stream));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  DECODE_TEST_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  DECODE_TEST_OK(dense_decode(args, workspace.ptr, bytes, stream));
-  DECODE_TEST_CUDA(cudaStreamEndCapture(stream, &graph));
-  DECODE_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  CapturedGraph graph([&](cudaStream_t stream) { return dense_decode(args, workspace.ptr, bytes, stream); });
   d_out.poison();
-  DECODE_TEST_CUDA(cudaGraphLaunch(exec, stream));
-  DECODE_TEST_CUDA(cudaStreamSynchronize(stream));
+  graph.replay();
   std::vector<float> ref(q.size()), ref_lse(2 * hq);
   DECODE_TEST_OK(reference::dense_decode(q.data(), hq, cache.host_view(), 0.09f, ref.data(), ref_lse.data()));
   CHECK(max_row_rel_error(d_out.to_host(), ref, 128) <= kOutputTolerance<__nv_bfloat16>);
   CHECK(max_lse_error(d_lse.to_host(), ref_lse) <= kLseTolerance);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }
 
 TEST_CASE("dense decode reports bad arguments without launching") {

@@ -31,6 +31,36 @@ using hylra::PagedKvCache;
     REQUIRE(s_.ok());                         \
   } while (0)
 
+// What `enqueue(stream)` launches (it returns a Status), captured into a CUDA graph on a stream of
+// its own; replay() launches the graph and waits for it.
+class CapturedGraph {
+ public:
+  template <typename Enqueue>
+  explicit CapturedGraph(Enqueue&& enqueue) {
+    DECODE_TEST_CUDA(cudaStreamCreate(&stream_));
+    DECODE_TEST_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+    DECODE_TEST_OK(enqueue(stream_));
+    DECODE_TEST_CUDA(cudaStreamEndCapture(stream_, &graph_));
+    DECODE_TEST_CUDA(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  ~CapturedGraph() {
+    cudaGraphExecDestroy(exec_);
+    cudaGraphDestroy(graph_);
+    cudaStreamDestroy(stream_);
+  }
+  void replay() {
+    DECODE_TEST_CUDA(cudaGraphLaunch(exec_, stream_));
+    DECODE_TEST_CUDA(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
 // A device copy of a host vector; poison() fills it with 0xFF bytes (NaN in half, bf16, float).
 template <typename T>
 struct DeviceBuffer {

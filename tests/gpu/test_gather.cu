@@ -194,21 +194,13 @@ TEST_CASE("gather decode of a split selection replays from a CUDA graph with ide
   DeviceBuffer<unsigned char> workspace(bytes);
   workspace.poison();
 
-  cudaStream_t stream;
-  DECODE_TEST_CUDA(cudaStreamCreate(&stream));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  DECODE_TEST_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  DECODE_TEST_OK(gather_decode(args, workspace.ptr, bytes, stream));
-  DECODE_TEST_CUDA(cudaStreamEndCapture(stream, &graph));
-  DECODE_TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  CapturedGraph graph([&](cudaStream_t stream) { return gather_decode(args, workspace.ptr, bytes, stream); });
   std::vector<__nv_bfloat16> first_out;
   std::vector<float> first_lse;
   for (int replay = 0; replay < 3; ++replay) {
     d_out.poison();
     d_lse.poison();
-    DECODE_TEST_CUDA(cudaGraphLaunch(exec, stream));
-    DECODE_TEST_CUDA(cudaStreamSynchronize(stream));
+    graph.replay();
     const auto out = d_out.to_host();
     const auto lse = d_lse.to_host();
     if (replay == 0) {
@@ -224,7 +216,4 @@ TEST_CASE("gather decode of a split selection replays from a CUDA graph with ide
   DECODE_TEST_OK(reference::gather_decode(q.data(), hq, cache.host_view(), host_list, 0.088f, ref.data(), ref_lse.data()));
   CHECK(max_row_rel_error(first_out, ref, 128) <= kOutputTolerance<__nv_bfloat16>);
   CHECK(max_lse_error(first_lse, ref_lse) <= kLseTolerance);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }

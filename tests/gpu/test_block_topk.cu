@@ -1,6 +1,6 @@
 // BlockTopK (the CTA primitive) against reference::topk_row: one tile per block, partial tiles
 // through num_valid, largest and smallest, every score pattern, three block shapes (one with
-// fewer threads than radix bins).
+// fewer threads than radix bins); SelectLargestKeys on the keys of one radix bucket.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "hylra/reference/topk.hpp"
+#include "hylra/topk/radix_key.cuh"
 #include "hylra/topk/block_topk.cuh"
 #include "topk_test_util.cuh"
 
@@ -96,7 +97,102 @@ void check_block_topk() {
   }
 }
 
+// SelectLargestKeys on RadixKey bits of the tile's scores (kInvalid from num_valid on), examining
+// only the low `varying_bits`; writes each item's slot (-1: not selected) and the count.
+template <typename T, int THREADS, int ITEMS>
+__global__ void select_keys_kernel(const T* scores, const int* num_valid, int k, bool largest, int varying_bits,
+                                   int* out_slots, int* out_counts) {
+  using TopK = BlockTopK<T, THREADS, ITEMS>;
+  using Key = RadixKey<T>;
+  __shared__ typename TopK::TempStorage storage;
+  constexpr int kTile = THREADS * ITEMS;
+  typename TopK::KeyBits keys[ITEMS];
+  int slots[ITEMS];
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) {
+    const int index = threadIdx.x * ITEMS + i;
+    keys[i] = index < num_valid[blockIdx.x] ? Key::make(scores[blockIdx.x * kTile + index], largest) : Key::kInvalid;
+  }
+  const int selected = TopK(storage).SelectLargestKeys(keys, slots, k, varying_bits);
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) out_slots[blockIdx.x * kTile + threadIdx.x * ITEMS + i] = slots[i];
+  if (threadIdx.x == 0) out_counts[blockIdx.x] = selected;
+}
+
+// Tiles whose valid scores share every bit from `low_bits` up (4.0 plus up to 2^low_bits - 1 units
+// in the last place; negated for smallest-first), drawn from `distinct` values when > 0 so that
+// exact ties cross the k-th slot. The selected set must be reference::topk_row's, and the slots
+// 0 .. count-1, each once.
+template <typename T, int THREADS, int ITEMS>
+void check_select_keys(int low_bits, int distinct) {
+  constexpr int kTile = THREADS * ITEMS;
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  CAPTURE(low_bits);
+  CAPTURE(distinct);
+  std::mt19937_64 rng(seed);
+  const int tiles = 16;
+  std::uint32_t four = 0;
+  const T four_t = from_float<T>(4.0f);
+  std::memcpy(&four, &four_t, sizeof(T));
+  std::vector<std::uint32_t> values;
+  for (int i = 0; i < distinct; ++i) values.push_back(static_cast<std::uint32_t>(rng() % (1u << low_bits)));
+  for (int k : {1, 5, kTile / 3, kTile - 1, kTile + 2}) {
+    for (const bool largest : {true, false}) {
+      CAPTURE(k);
+      CAPTURE(largest);
+      std::vector<T> scores(static_cast<std::size_t>(tiles) * kTile);
+      for (T& x : scores) {
+        const std::uint32_t bits = four + (distinct > 0 ? values[rng() % distinct] : rng() % (1u << low_bits));
+        std::memcpy(static_cast<void*>(&x), &bits, sizeof(T));
+        if (!largest) x = from_float<T>(-to_float(x));
+      }
+      std::vector<int> num_valid(tiles);
+      for (int t = 0; t < tiles; ++t) num_valid[t] = t == 0 ? kTile : (t == 1 ? 0 : static_cast<int>(rng() % (kTile + 1)));
+      DeviceBuffer<T> d_scores(scores.size());
+      DeviceBuffer<int> d_valid(tiles), d_slots(scores.size()), d_counts(tiles);
+      d_scores.upload(scores);
+      d_valid.upload(num_valid);
+      d_slots.poison();
+      d_counts.poison();
+      select_keys_kernel<T, THREADS, ITEMS><<<tiles, THREADS>>>(d_scores.ptr, d_valid.ptr, k, largest, low_bits,
+                                                                d_slots.ptr, d_counts.ptr);
+      REQUIRE(cudaGetLastError() == cudaSuccess);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      const auto slots = d_slots.download();
+      const auto counts = d_counts.download();
+      for (int t = 0; t < tiles; ++t) {
+        CAPTURE(t);
+        const auto ref = reference::topk_row(scores.data() + static_cast<std::size_t>(t) * kTile, num_valid[t], k, largest);
+        std::vector<int> want;
+        for (int x : ref)
+          if (x >= 0) want.push_back(x);
+        REQUIRE(counts[t] == static_cast<int>(want.size()));
+        std::vector<int> got, used(want.size(), 0);
+        for (int i = 0; i < kTile; ++i) {
+          const int slot = slots[static_cast<std::size_t>(t) * kTile + i];
+          if (slot < 0) continue;
+          REQUIRE(slot < counts[t]);
+          REQUIRE(used[slot]++ == 0);
+          got.push_back(i);
+        }
+        std::sort(want.begin(), want.end());
+        REQUIRE(got == want);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+TEST_CASE("BlockTopK::SelectLargestKeys on one radix bucket") {
+  for (int distinct : {0, 3, 1}) {
+    check_select_keys<float, 128, 4>(21, distinct);
+    check_select_keys<float, 128, 4>(5, distinct);
+    check_select_keys<half, 64, 3>(6, distinct);
+    check_select_keys<__nv_bfloat16, 256, 8>(5, distinct);
+  }
+}
 
 TEST_CASE("BlockTopK<float, 128, 4>") { check_block_topk<float, 128, 4>(); }
 TEST_CASE("BlockTopK<half, 64, 3>") { check_block_topk<half, 64, 3>(); }

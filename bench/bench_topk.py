@@ -77,7 +77,7 @@ def main():
         print(f"| {shape} | {dname} | {th:.1f} | {gbs:.0f} | {tt:.1f} | {ratio:.1f} | {fi} | {fratio:.2f} | {split} |")
     print()
     print("Alternative policies (bench/topk_capi.cu), µs, median of 50:")
-    print("| rows×N×k | dtype | default | refine at every segment size | 256 threads | 16 CTAs for few rows | 512 threads |")
+    print("| rows×N×k | dtype | default | streaming, one wave | 256 threads | 16 CTAs for few rows | 512 threads |")
     print("|---|---|---|---|---|---|---|")
     for shape, dname, th, *_, alternatives in rows_out:
         print(f"| {shape} | {dname} | {th:.1f} | " + " | ".join(f"{t:.1f}" for t in alternatives) + " |")

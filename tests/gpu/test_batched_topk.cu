@@ -243,6 +243,12 @@ struct WideClusterPolicy : BatchedTopKPolicy {
   static constexpr int kPreferredSegmentBytes = 16 * 1024;
 };
 
+// Keys never cached in shared memory: every pass re-reads the scores (the path of very long rows,
+// here at every size, with the fast path and the small-segment CTAs).
+struct UncachedPolicy : BatchedTopKPolicy {
+  static constexpr int kMaxSegmentBytes = 0;
+};
+
 TEST_CASE_TEMPLATE("BatchedTopK with another policy", T, float, __nv_bfloat16) {
   auto seed = fresh_seed();
   CAPTURE(seed);
@@ -252,6 +258,7 @@ TEST_CASE_TEMPLATE("BatchedTopK with another policy", T, float, __nv_bfloat16) {
       Case c{3, n, p == Pattern::kNormal ? 4096 : 2048, p};
       c.largest = p != Pattern::kAscending;
       check_case<T, WideClusterPolicy>(c, rng);
+      if (n <= 131072) check_case<T, UncachedPolicy>(c, rng);
     }
 }
 

@@ -49,15 +49,16 @@ class GatherDecode {
 
   // Bytes of workspace run() needs (0 when each row fits one chunk). Allocates nothing.
   static Status workspace_size(const Arguments& args, std::size_t* bytes) {
-    HYLRA_RETURN_IF_ERROR(can_implement(args));
     detail::SplitPlan split_plan;
     HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
     *bytes = split_plan.workspace_bytes;
     return Status::success();
   }
 
-  // How run() splits the rows into chunks and merges them (host values only; for tests and tuning).
+  // How run() splits the rows into chunks and merges them, after can_implement (host values only;
+  // for tests and tuning).
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
+    HYLRA_RETURN_IF_ERROR(can_implement(args));
     using Policy = detail::DecodePolicy<kHeadDim>;
     return detail::plan_splits<T, kHeadDim, detail::GatheredSlots>(
         args.kv.batch_size, args.kv.num_kv_heads, args.num_qo_heads, args.indices.k_max * args.indices.block_size,
@@ -66,7 +67,6 @@ class GatherDecode {
 
   // Graph-capturable: no allocation, no host synchronization, grid sized from host values.
   static Status run(const Arguments& args, void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
-    HYLRA_RETURN_IF_ERROR(can_implement(args));
     detail::SplitPlan split_plan;
     HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
     auto params = detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse);

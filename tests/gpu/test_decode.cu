@@ -210,7 +210,11 @@ TEST_CASE("dense decode reports bad arguments without launching") {
   good.out = out.ptr;
   using Op = DenseDecode<half, 128>;
   REQUIRE(Op::can_implement(good).ok());
-  auto expect = [&](DenseDecodeArguments<half> args, StatusCode code) { CHECK(Op::can_implement(args) == code); };
+  auto expect = [&](DenseDecodeArguments<half> args, StatusCode code) {
+    CHECK(Op::can_implement(args) == code);
+    detail::SplitPlan plan;
+    CHECK(Op::plan(args, &plan) == code);  // public, so it validates too
+  };
   auto a = good;
   a.q = nullptr;
   expect(a, StatusCode::kNullPointer);

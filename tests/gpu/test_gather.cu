@@ -149,22 +149,27 @@ TEST_CASE("gather decode reports bad index lists") {
   good.out = out.ptr;
   using Op = GatherDecode<half, 128>;
   REQUIRE(Op::can_implement(good).ok());
+  auto expect = [&](const GatherDecodeArguments<half>& args, StatusCode code) {
+    CHECK(Op::can_implement(args) == code);
+    detail::SplitPlan plan;
+    CHECK(Op::plan(args, &plan) == code);  // public, so it validates too
+  };
   auto a = good;
   a.indices.indices = nullptr;
-  CHECK(Op::can_implement(a) == StatusCode::kNullPointer);
+  expect(a, StatusCode::kNullPointer);
   a = good;
   a.indices.num_heads = 3;
-  CHECK(Op::can_implement(a) == StatusCode::kInvalidShape);
+  expect(a, StatusCode::kInvalidShape);
   a = good;
   a.indices.batch_size = 1;
-  CHECK(Op::can_implement(a) == StatusCode::kInvalidShape);
+  expect(a, StatusCode::kInvalidShape);
   a = good;
   a.indices.block_size = 8;
-  CHECK(Op::can_implement(a) == StatusCode::kNotSupported);
+  expect(a, StatusCode::kNotSupported);
   a = good;
   a.indices.k_max = 1 << 24;
   a.indices.block_size = 128;
-  CHECK(Op::can_implement(a) == StatusCode::kNotSupported);
+  expect(a, StatusCode::kNotSupported);
 }
 
 TEST_CASE("gather decode of a split selection replays from a CUDA graph with identical results") {

@@ -266,9 +266,14 @@ TEST_CASE("dense decode is exact whether a row is one chunk or its chunks merge 
     CAPTURE(shape.len);
     PagedCache<__nv_bfloat16> cache(KvLayout::kNHD, shape.batch, shape.heads, 128, 64, shape.len,
                                     std::vector<std::int32_t>(shape.batch, shape.len - 5), rng);
+    // plan() validates the whole argument set, so q and out must point somewhere (never read here).
+    DeviceBuffer<__nv_bfloat16> q(static_cast<std::size_t>(shape.batch) * shape.heads * 4 * 128), out(q.count);
     DenseDecodeArguments<__nv_bfloat16> args;
+    args.q = q.ptr;
     args.kv = cache.device_view();
     args.num_qo_heads = shape.heads * 4;
+    args.sm_scale = 0.088f;
+    args.out = out.ptr;
     detail::SplitPlan plan;
     DECODE_TEST_OK(DenseDecode<__nv_bfloat16, 128>::plan(args, &plan));
     const bool split = plan.num_splits > 1;

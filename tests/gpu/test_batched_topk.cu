@@ -244,7 +244,8 @@ struct WideClusterPolicy : BatchedTopKPolicy {
 };
 
 // Keys never cached in shared memory: every pass re-reads the scores (the path of very long rows,
-// here at every size, with the fast path and the small-segment CTAs).
+// here at every size, with the fast path and the small-segment CTAs). 300000-key rows give each
+// thread 3 chunks of the classify pass, past the 2 whose masks stay in registers.
 struct UncachedPolicy : BatchedTopKPolicy {
   static constexpr int kMaxSegmentBytes = 0;
 };
@@ -254,11 +255,12 @@ TEST_CASE_TEMPLATE("BatchedTopK with another policy", T, float, __nv_bfloat16) {
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
   for (Pattern p : kAllPatterns)
-    for (int n : {7, 8192, 131072, 1 << 20}) {
+    for (int n : {7, 8192, 131072, 300000, 1 << 20}) {
       Case c{3, n, p == Pattern::kNormal ? 4096 : 2048, p};
       c.largest = p != Pattern::kAscending;
       check_case<T, WideClusterPolicy>(c, rng);
-      if (n <= 131072) check_case<T, UncachedPolicy>(c, rng);
+      if (n <= 300000) check_case<T, UncachedPolicy>(c, rng);
+      if (n == 300000) check_case<T>(c, rng);  // cached, 3 chunks per thread
     }
 }
 

@@ -54,6 +54,7 @@ struct BatchedTopKPolicy {
   // (8x8K fp32 11.2 vs 12.7 us, 64x32K 33.2 vs 36.2) and lose on 16K-key ones (64x128K 55.1 vs 48.3).
   static constexpr int kSmallSegmentKeys = 4096;
   static constexpr int kSmallSegmentThreads = 256;
+  static constexpr int kSmallSegmentCtasPerSm = 2;
   // Bits of the first radix digit, counted while the row is loaded (capped at the key width).
   // Wide, so that the k-th score's bucket is narrow: 11 bits of an fp32 or bf16 key are a
   // quarter of an octave, about 2 % of a normal row around its top 2 %. 12 bits halve the
@@ -77,6 +78,9 @@ struct BatchedTopKPolicy {
   // The kernel's registers are capped so that kCtasPerSm CTAs fit on one SM.
   static constexpr int kCtasPerSm = 2;
   static constexpr int kMinSegmentKeys = 1024;
+  // Whether that split may overshoot one wave (R x cluster up to 2 x kCtasPerSm x SMs) or stops
+  // before it. Under measurement: bench/topk_capi.cu compares both.
+  static constexpr bool kSplitPastOneWave = true;
   // Segments larger than this are not cached in shared memory; later passes re-read the scores.
   // With the ~33 KB of histograms and the static shared memory this stays under the 227 KB a
   // CTA may have.
@@ -132,11 +136,15 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
     return (per_cta + kVec - 1) / kVec * kVec;
   };
   const auto bytes = [&](int cluster) { return static_cast<std::int64_t>(segment(cluster)) * sizeof(Bits); };
+  const std::int64_t one_wave = static_cast<std::int64_t>(P::kCtasPerSm) * num_sms;
+  const auto below_one_wave = [&](int cluster) {
+    const std::int64_t ctas = static_cast<std::int64_t>(num_rows) * cluster;
+    return P::kSplitPastOneWave ? ctas < one_wave : 2 * ctas <= one_wave;
+  };
   int cluster = 1;
   while (cluster < P::kMaxClusterSize &&
          (bytes(cluster) > P::kPreferredSegmentBytes ||
-          (static_cast<std::int64_t>(num_rows) * cluster < static_cast<std::int64_t>(P::kCtasPerSm) * num_sms &&
-           segment(2 * cluster) >= P::kMinSegmentKeys)))
+          (below_one_wave(cluster) && segment(2 * cluster) >= P::kMinSegmentKeys)))
     cluster *= 2;
   return {cluster, segment(cluster), bytes(cluster) <= P::kMaxSegmentBytes};
 }
@@ -145,6 +153,7 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
 template <typename Policy>
 struct SmallSegmentPolicy : Policy {
   static constexpr int kThreads = Policy::kSmallSegmentThreads;
+  static constexpr int kCtasPerSm = Policy::kSmallSegmentCtasPerSm;
 };
 
 template <typename ScoreT>
@@ -244,10 +253,21 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
     const int pos = seg_begin + i;
     return pos < args.sink_tokens || pos >= recent_begin ? Key::kForced : Key::make(score, args.largest);
   };
+  // Positions [interior_begin, interior_end) of the segment are neither forced nor past its end:
+  // whole groups inside it take their keys without per-position checks (the common case).
+  const int interior_begin = args.sink_tokens - seg_begin;
+  const int interior_end = (recent_begin - seg_begin < seg_len ? recent_begin - seg_begin : seg_len);
+  const auto interior = [&](int g) { return g * kVec >= interior_begin && (g + 1) * kVec <= interior_end; };
   // Keys of positions [g * kVec, (g + 1) * kVec) of the segment; kInvalid past its end.
   const auto group_keys = [&](int g) {
     Keys keys;
     if (cached) return Keys::load(cache + g * kVec);
+    if (vectorized && interior(g)) {  // one 16-byte load, as in pass 0
+      const Vec<ScoreT> scores = Vec<ScoreT>::load(seg_scores + g * kVec);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) keys.data[e] = Key::make(scores.data[e], args.largest);
+      return keys;
+    }
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
       const int i = g * kVec + e;
@@ -279,10 +299,6 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
   const auto count_first = [&](Bits key) {
     atomicAdd(&local_histogram[key == Key::kInvalid ? kFirstBins : key >> kFirstShift], 1);
   };
-  // Positions [interior_begin, interior_end) of the segment are neither forced nor past its end:
-  // whole groups inside it take their keys without per-position checks (the common case).
-  const int interior_begin = args.sink_tokens - seg_begin;
-  const int interior_end = (recent_begin - seg_begin < seg_len ? recent_begin - seg_begin : seg_len);
   if (vectorized) {
     for (int first = 0; first < num_groups; first += kThreads * kUnroll) {
       Vec<ScoreT> loaded[kUnroll];
@@ -302,7 +318,7 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
         const int g = first + u * kThreads + tid;
         if (g >= num_groups) continue;
         Keys keys;
-        if (g * kVec >= interior_begin && (g + 1) * kVec <= interior_end) {
+        if (interior(g)) {
 #pragma unroll
           for (int e = 0; e < kVec; ++e) keys.data[e] = Key::make(loaded[u].data[e], args.largest);
         } else {
@@ -423,14 +439,21 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
     }
     return masks;
   };
-  ChunkMasks first_chunk{0u, 0u};  // kept for the write loop: most segments are one chunk per thread
+  // The first chunks' masks stay in registers for the write loop (cached segments are one chunk
+  // per thread, uncached ones up to two), so only longer runs classify a chunk twice.
+  constexpr int kKeptChunks = 2;
+  ChunkMasks kept[kKeptChunks];
   int above_count = 0, tied_count = 0;
-  for (int c = 0; c < chunks; ++c) {
-    const ChunkMasks masks = classify_chunk(c);
-    if (c == 0) first_chunk = masks;
+  const auto count_chunk = [&](const ChunkMasks& masks) {
     above_count += __popc(masks.above);
     tied_count += __popc(masks.tied);
+  };
+#pragma unroll
+  for (int c = 0; c < kKeptChunks; ++c) {
+    kept[c] = c < chunks ? classify_chunk(c) : ChunkMasks{0u, 0u};
+    count_chunk(kept[c]);
   }
+  for (int c = kKeptChunks; c < chunks; ++c) count_chunk(classify_chunk(c));
   unsigned long long before, cta_total;
   CountScan(scan_storage)
       .ExclusiveSum(static_cast<unsigned long long>(tied_count) << 32 | static_cast<unsigned>(above_count), before,
@@ -459,8 +482,7 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
   int* const candidate_positions = cluster.map_shared_rank(exchange.candidates.positions, 0);
   int next_above = cta_offsets[0] + static_cast<int>(before & 0xFFFFFFFFu);
   int next_tied = cta_offsets[1] + static_cast<int>(before >> 32);
-  for (int c = 0; c < chunks; ++c) {
-    const ChunkMasks masks = c == 0 ? first_chunk : classify_chunk(c);
+  const auto write_chunk = [&](int c, const ChunkMasks& masks) {
     const int chunk_begin = (run_first + c * chunk_groups) * kVec;  // within the segment
     for (unsigned bits = masks.above; bits != 0; bits &= bits - 1)
       emit(next_above++, seg_begin + chunk_begin + __ffs(bits) - 1);
@@ -474,7 +496,10 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
         ++next_tied;
       }
     }
-  }
+  };
+#pragma unroll
+  for (int c = 0; c < kKeptChunks; ++c) write_chunk(c, kept[c]);  // empty masks past `chunks`
+  for (int c = kKeptChunks; c < chunks; ++c) write_chunk(c, classify_chunk(c));
   // Peers read our cta_counts and the first CTA's candidates are complete once all have arrived.
   auto written = cluster.barrier_arrive();
   for (int j = selected + rank * kThreads + tid; j < args.k; j += cluster_size * kThreads) {

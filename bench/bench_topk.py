@@ -26,6 +26,7 @@ BUFFERS_BYTES = 512 << 20  # rotate over at least this much input
 def main():
     lib = harness.load_library("hylra_topk_capi")
     lib.hylra_topk.restype = ctypes.c_int
+    lib.hylra_topk_variant_name.restype = ctypes.c_char_p
     timer = harness.ColdTimer()
     rows_out = []
     for dtype, code, dname in DTYPES:
@@ -43,6 +44,12 @@ def main():
                 if status != 0:
                     raise RuntimeError(f"hylra_topk returned status {status}")
 
+            def launch_shape(variant):
+                cluster, segment, cached = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+                lib.hylra_topk_shape(variant, code, rows, n, ctypes.byref(cluster), ctypes.byref(segment),
+                                     ctypes.byref(cached))
+                return f"{cluster.value}x{segment.value}" + ("" if cached.value else " uncached")
+
             def torch_topk(x):
                 torch.topk(x, k, dim=1, sorted=False)
 
@@ -59,13 +66,11 @@ def main():
             args = [(x,) for x in inputs]
             t_hylra = timer.median_us(hylra, args, reps=100)
             t_torch = timer.median_us(torch_topk, args, reps=100)
-            alternatives = [timer.median_us(lambda x, v=v: hylra(x, variant=v), args, reps=50)
+            alternatives = [(timer.median_us(lambda x, v=v: hylra(x, variant=v), args, reps=50), launch_shape(v))
                             for v in range(1, lib.hylra_topk_num_variants())]
-            cluster, segment, cached = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-            lib.hylra_topk_shape(0, code, rows, n, ctypes.byref(cluster), ctypes.byref(segment), ctypes.byref(cached))
             fi = FLASHINFER_US[(rows, n, k)][0 if dname == "fp32" else 1]
             rows_out.append((f"{rows}x{n // 1024}Kx{k}", dname, t_hylra, nbytes / t_hylra / 1e3, t_torch,
-                             t_torch / t_hylra, fi, fi / t_hylra, f"{cluster.value}x{segment.value}", alternatives))
+                             t_torch / t_hylra, fi, fi / t_hylra, launch_shape(0), alternatives))
             print(rows_out[-1], flush=True)
             del inputs
 
@@ -76,11 +81,13 @@ def main():
     for shape, dname, th, gbs, tt, ratio, fi, fratio, split, _ in rows_out:
         print(f"| {shape} | {dname} | {th:.1f} | {gbs:.0f} | {tt:.1f} | {ratio:.1f} | {fi} | {fratio:.2f} | {split} |")
     print()
-    print("Alternative policies (bench/topk_capi.cu), µs, median of 50:")
-    print("| rows×N×k | dtype | default | streaming, one wave | 256 threads | 16 CTAs for few rows | 512 threads |")
-    print("|---|---|---|---|---|---|---|")
-    for shape, dname, th, *_, alternatives in rows_out:
-        print(f"| {shape} | {dname} | {th:.1f} | " + " | ".join(f"{t:.1f}" for t in alternatives) + " |")
+    names = [lib.hylra_topk_variant_name(v).decode() for v in range(lib.hylra_topk_num_variants())]
+    print("Alternative policies (bench/topk_capi.cu), µs (median of 50) and CTAs/row × keys/CTA:")
+    print("| rows×N×k | dtype | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 2) + "|")
+    for shape, dname, th, *_, split, alternatives in rows_out:
+        print(f"| {shape} | {dname} | {th:.1f} ({split}) | " +
+              " | ".join(f"{t:.1f} ({s})" for t, s in alternatives) + " |")
 
 
 if __name__ == "__main__":

@@ -8,19 +8,26 @@
 
 namespace {
 
-// Keys not cached: pass 0 streams the row from DRAM, the classify pass re-reads it from L2. Rows
-// are cut into segments of at least 32K keys so that 64 rows x 128K are one wave (4 CTAs per row,
-// 2 per SM) instead of two. Not yet measured: the next candidate for the large shapes.
+// Keys not cached: pass 0 streams the row from DRAM, the classify pass re-reads it from L2 with
+// 16-byte loads. Rows are cut into segments of at least 32K keys so that 64 rows x 128K are one
+// wave (4 CTAs per row, 2 per SM) instead of two.
 struct StreamingPolicy : hylra::BatchedTopKPolicy {
   static constexpr int kMaxSegmentBytes = 0;
   static constexpr int kPreferredSegmentBytes = 1 << 20;
   static constexpr int kMinSegmentKeys = 32768;
 };
-struct Threads256Policy : hylra::BatchedTopKPolicy {  // 256 threads at every segment size
+// The same with 256-thread CTAs, 4 per SM, and segments of at least 16K keys (64 x 128K: 8 CTAs
+// per row, one wave).
+struct Streaming256Policy : StreamingPolicy {
   static constexpr int kThreads = 256;
+  static constexpr int kCtasPerSm = 4;
+  static constexpr int kMinSegmentKeys = 16384;
 };
-struct Threads512Policy : hylra::BatchedTopKPolicy {  // 512 threads at every segment size
-  static constexpr int kSmallSegmentKeys = 0;
+struct SmallSegments4PerSmPolicy : hylra::BatchedTopKPolicy {  // 256-thread small-segment CTAs, 4 per SM
+  static constexpr int kSmallSegmentCtasPerSm = 4;
+};
+struct OneWavePolicy : hylra::BatchedTopKPolicy {  // rows are not split past one wave
+  static constexpr bool kSplitPastOneWave = false;
 };
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
   static constexpr int kMaxClusterSize = 16;
@@ -30,9 +37,10 @@ template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
     case 1: return f(hylra::TypeTag<StreamingPolicy>{});
-    case 2: return f(hylra::TypeTag<Threads256Policy>{});
-    case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
-    case 4: return f(hylra::TypeTag<Threads512Policy>{});
+    case 2: return f(hylra::TypeTag<Streaming256Policy>{});
+    case 3: return f(hylra::TypeTag<SmallSegments4PerSmPolicy>{});
+    case 4: return f(hylra::TypeTag<OneWavePolicy>{});
+    case 5: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }
@@ -41,7 +49,13 @@ auto with_policy(int variant, F&& f) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 5; }
+__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 6; }
+
+__attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
+  static const char* const kNames[] = {"default", "streaming", "streaming, 256 threads x 4",
+                                       "small segments 4 per SM", "split to one wave", "16 CTAs for few rows"};
+  return variant >= 0 && variant < 6 ? kNames[variant] : "";
+}
 
 // dtype: 0 fp16, 1 bf16, 2 fp32 (hylra::DType); variant: 0 = the default policy.
 __attribute__((visibility("default"))) int hylra_topk(int variant, int dtype, const void* scores, long long row_stride,

@@ -162,6 +162,26 @@ TEST_CASE_TEMPLATE("exported scores match the reference: tokens and blocks of 16
   }
 }
 
+// Dense decode computes 32-slot steps at head dims 64 and 128 (16 at 256): lengths here end just
+// before, after and inside a step, in the last of several chunks; groups 1 and 16 (no padded
+// MMA rows) and 3; blocks of 16 are two per 32-slot step.
+TEST_CASE("exported scores at step edges: groups 1, 3 and 16, lengths ending mid-step, 16-blocks in 32-slot steps") {
+  std::mt19937 rng(2026);
+  const int groups[] = {1, 16, 3};
+  const int blocks[] = {1, 16, 16, 1, 32, 16};
+  int i = 0;
+  for (int dim : {64, 128, 256})
+    for (int b = 0; b < 2; ++b, ++i) {
+      const int group = groups[i % 3], block = blocks[i];
+      CAPTURE(dim);
+      CAPTURE(group);
+      CAPTURE(block);
+      PagedCache<__nv_bfloat16> cache(i % 2 ? KvLayout::kHND : KvLayout::kNHD, 4, 2, dim, 16, 1100,
+                                      {17, 31, 33, 1091}, rng);
+      expect_close<__nv_bfloat16>(check_dense(cache, group, rng, block));
+    }
+}
+
 TEST_CASE("bad block-table entries and lengths are skipped and clamped, as in the reference") {
   std::mt19937 rng(11);
   PagedCache<__nv_bfloat16> cache(KvLayout::kNHD, 2, 2, 128, 16, 400, {300, 1000}, rng);  // 1000 > 400: clamped

@@ -64,7 +64,7 @@ class DenseDecode {
   // for tests and tuning).
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    using Policy = detail::DecodePolicy<kHeadDim>;
+    using Policy = detail::DecodePolicy<kHeadDim, false>;
     return detail::plan_splits<T, kHeadDim, detail::DenseSlots>(args.kv.batch_size, args.kv.num_kv_heads,
                                                                 args.num_qo_heads, args.kv.max_seq_len(),
                                                                 Policy::kDenseChunkAlign, Policy::kDenseMinChunk, plan);
@@ -76,9 +76,10 @@ class DenseDecode {
     HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
     auto params = detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse);
     params.scores = args.scores;
-    // Block scores need whole blocks inside one warp: runs of block_size / 16 tiles.
-    params.run_shift = args.scores.scores != nullptr && args.scores.block_size > 16
-                           ? __builtin_ctz(static_cast<unsigned>(args.scores.block_size / 16))
+    // Block scores need whole blocks inside one warp: runs of block_size / kTileSlots tiles.
+    constexpr int kTile = detail::DecodePolicy<kHeadDim, false>::kTileSlots;
+    params.run_shift = args.scores.scores != nullptr && args.scores.block_size > kTile
+                           ? __builtin_ctz(static_cast<unsigned>(args.scores.block_size / kTile))
                            : 0;
     return detail::launch_decode<T, kHeadDim, detail::DenseSlots>(params, split_plan, workspace, workspace_bytes, stream);
   }

@@ -2,13 +2,14 @@
 //
 // One CTA handles one (chunk of slots, KV head, sequence). A slot is a candidate token: in dense
 // decode slot s is token s; in gather decode slot s is token id * B + s % B of index entry s / B.
-// The CTA's warps take 16-slot tiles of the chunk in runs (run r goes to warp r % kWarps), stream
-// each tile's K and V rows into their own shared-memory ring with cp.async (zero-filled where a
-// slot is skipped), and compute all query heads of the GQA group at once on tensor cores: the group
-// is the M dimension (padded to 16) of S = Q K^T and O += P V, so K and V are read from memory
-// once per KV head. Each warp keeps an online softmax (log2 domain); the CTA combines its warps and
-// writes either the final output (one chunk per sequence) or a partial state that MergeStates
-// combines. Dense decode can also export per-token logits max-reduced over the group (scores.hpp).
+// The CTA's warps take tiles of kTileSlots slots (32 in dense decode at head dim <= 128, else 16)
+// in runs (run r goes to warp r % kWarps), stream each tile's K and V rows into their own
+// shared-memory ring with cp.async (zero-filled where a slot is skipped), and compute all query
+// heads of the GQA group at once on tensor cores: the group is the M dimension (padded to 16) of
+// S = Q K^T and O += P V, so K and V are read from memory once per KV head. Each warp keeps an
+// online softmax (log2 domain); the CTA combines its warps and writes either the final output (one
+// chunk per sequence) or a partial state that MergeStates combines. Dense decode can also export
+// per-token logits max-reduced over the group (scores.hpp).
 #pragma once
 
 #include <cstdint>
@@ -23,13 +24,16 @@
 HYLRA_NAMESPACE_BEGIN
 namespace detail {
 
-// Tuning of the decode kernel for one head dimension: three stages keep two tiles per warp in
-// flight; with 4 warps that fits 4 CTAs per SM at head dim 64, 2 at 128, 1 at 256.
-template <int kHeadDim>
+// Tuning of the decode kernel for one head dimension, dense (kGather false) or gather decode.
+// Dense decode at head dim <= 128 computes 32-slot tiles: one softmax max/vote, one Q fragment
+// load per k-step and one export reduction per 32 slots instead of per 16. Gather keeps 16-slot
+// tiles, so that a small selection still spreads over many CTAs. The ring (kWarps * kStages tiles
+// of K and V) is what limits CTAs per SM: 96 KB at d=64 (2 CTAs/SM), 192 KB at d=128 and 256.
+template <int kHeadDim, bool kGather>
 struct DecodePolicy {
+  static constexpr int kTileSlots = !kGather && kHeadDim <= 128 ? 32 : 16;  // N of S = Q K^T per step
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kTileSlots = 16;  // the N (and K) width of one MMA pair
   static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
@@ -37,11 +41,12 @@ struct DecodePolicy {
   static constexpr int kDenseMinChunk = 256;
   static constexpr int kGatherChunkAlign = kWarps * kTileSlots;
   static constexpr int kGatherMinChunk = kWarps * kTileSlots;
+  static_assert(kTileSlots == 16 || kTileSlots == 32, "a tile is one or two 16-slot MMA widths");
+  static_assert(kDenseChunkAlign % kTileSlots == 0, "tiles never straddle a dense chunk");
 };
 
-template <typename T, int kHeadDim>
+template <typename T, typename Policy, int kHeadDim>
 struct DecodeSmem {
-  using Policy = DecodePolicy<kHeadDim>;
   static constexpr int kTileElems = Policy::kTileSlots * kHeadDim;
   static constexpr int kStageElems = 2 * kTileElems;  // K tile then V tile
   static constexpr int kRingElems = Policy::kWarps * Policy::kStages * kStageElems;
@@ -78,6 +83,7 @@ struct DecodeParams {
 
 // Slot -> logical token of dense decode: the first seq_len tokens, in order.
 struct DenseSlots {
+  static constexpr bool kGather = false;
   template <typename T>
   HYLRA_DEVICE static int num_slots(const DecodeParams<T>&, int, int, int seq_len) {
     return seq_len;
@@ -91,6 +97,7 @@ struct DenseSlots {
 // Slot -> logical token of gather decode: entry slot / B of the (sequence, head) index row, token
 // slot % B of that block; -1 for padding, ids past the sequence and tokens past its end.
 struct GatheredSlots {
+  static constexpr bool kGather = true;
   template <typename T>
   HYLRA_DEVICE static int num_slots(const DecodeParams<T>& p, int batch, int kv_head, int) {
     return p.indices.row_length(batch, kv_head) << p.block_shift;
@@ -104,6 +111,9 @@ struct GatheredSlots {
   }
 };
 
+template <typename T, int kHeadDim, typename Slots>
+using DecodeSmemOf = DecodeSmem<T, DecodePolicy<kHeadDim, Slots::kGather>, kHeadDim>;
+
 // Element offset of (row, 16-byte chunk) in a [rows, kHeadDim] tile: chunks XOR-swizzled by the
 // row so that ldmatrix's eight rows of one column hit eight different bank groups.
 template <typename T, int kHeadDim>
@@ -111,14 +121,50 @@ HYLRA_DEVICE int swizzle(int row, int chunk) {
   return row * kHeadDim + ((chunk ^ (row & 7)) * kVecElems<T>);
 }
 
+// Max-reduces each lane's kValues logits over the eight lanes of equal t (the group's rows) and
+// scatters the results, one slot per lane: lane bits 4, 3, 2 each halve the values a lane keeps
+// (while more than one is left; then they only reduce). Returns the lane's value; *v_kept gets the
+// index of the value (into the original kValues) it stands for.
+template <int kValues>
+HYLRA_DEVICE float reduce_scatter_group_max(float (&x)[kValues], int lane, int* v_kept) {
+  static_assert(kValues == 4 || kValues == 8, "4 or 8 values per lane");
+  int kept = 0;
+  float y[kValues];
+#pragma unroll
+  for (int i = 0; i < kValues; ++i) y[i] = x[i];
+#pragma unroll
+  for (int bit = 4, n = kValues; bit >= 2; --bit) {
+    const bool hi = (lane >> bit) & 1;
+    if (n > 1) {
+      n /= 2;
+#pragma unroll
+      for (int i = 0; i < n; ++i) {
+        const float keep = hi ? y[n + i] : y[i], give = hi ? y[i] : y[n + i];
+        y[i] = fmaxf(keep, __shfl_xor_sync(0xffffffffu, give, 1 << bit));
+      }
+      kept = 2 * kept + (hi ? 1 : 0);
+    } else {
+      y[0] = fmaxf(y[0], __shfl_xor_sync(0xffffffffu, y[0], 1 << bit));
+    }
+  }
+  *v_kept = kept;
+  return y[0];
+}
+
 template <typename T, int kHeadDim, typename Slots>
-__global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
+__global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThreads)
     decode_kernel(const __grid_constant__ DecodeParams<T> p) {
-  using Policy = DecodePolicy<kHeadDim>;
-  using Smem = DecodeSmem<T, kHeadDim>;
+  using Policy = DecodePolicy<kHeadDim, Slots::kGather>;
+  using Smem = DecodeSmemOf<T, kHeadDim, Slots>;
   constexpr int kWarps = Policy::kWarps, kStages = Policy::kStages, kTile = Policy::kTileSlots;
+  constexpr int kNBlocks = kTile / 8;                       // n8 MMA blocks of S per tile
   constexpr int kChunksPerRow = kHeadDim / kVecElems<T>;  // 16-byte chunks of one K row
-  constexpr int kRowsPerCopy = 32 / kChunksPerRow;          // rows one warp-wide copy covers
+  // Copies: 8 lanes cover one 128-byte line of a row, so one cp.async covers 4 rows; a lane
+  // copies rows lane / 8 + 4 m (m < kRowsPerLane), chunks lane % 8 + 8 g (g < kLinesPerRow).
+  constexpr int kLanesPerRow = 8;
+  constexpr int kRowsPerLane = kTile * kLanesPerRow / 32;
+  constexpr int kLinesPerRow = kChunksPerRow / kLanesPerRow;
+  static_assert(kChunksPerRow % kLanesPerRow == 0, "rows are whole 128-byte lines");
   constexpr float kLn2 = 0.693147180559945309f;
 
   extern __shared__ __align__(16) unsigned char smem[];
@@ -137,8 +183,10 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
   const int num_tiles = slot_end > chunk_start ? (slot_end - chunk_start + kTile - 1) / kTile : 0;
   const std::int64_t q_row0 = static_cast<std::int64_t>(batch) * p.num_qo_heads + kv_head * group;
 
-  // Q of the group (rows past the group zero) is loaded first, so that its latency overlaps the
-  // address lookups, and stored to shared memory once the first tiles are requested.
+  // Q of the group is loaded first, so that its latency overlaps the address lookups, and stored
+  // to shared memory once the first tiles are requested. Rows past the group repeat row 0: their
+  // logits then never raise a max over the 16 MMA rows (the score export needs no row mask), and
+  // their outputs are not written.
   constexpr int kQVecs = Policy::kMaxGroup * kChunksPerRow / Policy::kThreads;
   static_assert(kQVecs * Policy::kThreads == Policy::kMaxGroup * kChunksPerRow);
   Vec<T> q_vecs[kQVecs];
@@ -146,10 +194,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
   for (int i = 0; i < kQVecs; ++i) {
     const int row = (threadIdx.x + i * Policy::kThreads) / kChunksPerRow;
     const int chunk = (threadIdx.x + i * Policy::kThreads) % kChunksPerRow;
-    if (row < group)
-      q_vecs[i] = Vec<T>::load(p.q + (q_row0 + row) * kHeadDim + chunk * kVecElems<T>);
-    else
-      for (int e = 0; e < kVecElems<T>; ++e) q_vecs[i].data[e] = from_float<T>(0.0f);
+    q_vecs[i] = Vec<T>::load(p.q + (q_row0 + (row < group ? row : 0)) * kHeadDim + chunk * kVecElems<T>);
   }
 
   // The merge kernel (launched as a programmatic dependent) may start its prologue once every
@@ -164,31 +209,44 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
   auto tile_of = [&](int j) { return (((j >> p.run_shift) * kWarps + warp) << p.run_shift) | (j & run_mask); };
 
   // A tile's addresses resolve in three dependent steps, each issued one loop iteration before
-  // the next needs it, so their latencies hide behind compute: lanes 0-15 look up the logical token
-  // of their slot (an index-list read in gather decode), then its physical page (a block-table
-  // read), then the copy starts. -1 marks a skipped slot at every step.
+  // the next needs it, so their latencies hide behind compute: lanes 0 .. kTile-1 look up the
+  // logical token of their slot (an index-list read in gather decode), then its physical page (a
+  // block-table read), then the copy starts. -1 marks a skipped slot at every step.
   auto token_of = [&](int tile) {
     const int slot = chunk_start + tile * kTile + lane;
     return lane < kTile && tile < num_tiles && slot < slot_end ? Slots::token(p, batch, kv_head, slot, seq_len) : -1;
   };
   auto page_of = [&](int pos) { return pos >= 0 ? p.kv.physical_page(batch, pos >> p.page_shift) : -1; };
+  // V rows sit at a fixed byte distance from K rows (two pools, or one interleaved pool).
+  const std::uintptr_t v_delta =
+      reinterpret_cast<std::uintptr_t>(p.kv.v_data) - reinterpret_cast<std::uintptr_t>(p.kv.k_data);
+  const int copy_sub = lane % kLanesPerRow, copy_row = lane / kLanesPerRow;
+  // Shared-memory element offset of a lane's chunk of row copy_row + 4 m, line g: the swizzle
+  // (chunk ^ (row & 7)) only changes the chunk's low three bits, and row & 7 = copy_row ^ 4 (m & 1).
+  const int copy_dst[2] = {copy_row * kHeadDim + (copy_sub ^ copy_row) * kVecElems<T>,
+                           copy_row * kHeadDim + (copy_sub ^ copy_row ^ 4) * kVecElems<T>};
   // Copies the tile whose slots resolved to (pos, page) into stage `stage`, zero-filling skips.
   auto issue = [&](int pos, int page, int stage) {
-    const std::int64_t offset = pos >= 0 && page >= 0 && page < p.kv.num_pages
-                                    ? p.kv.offset(page, pos & ((1 << p.page_shift) - 1), kv_head)
-                                    : -1;
-    const std::uint32_t valid = __ballot_sync(0xffffffffu, offset >= 0);
+    const bool ok = pos >= 0 && page >= 0 && page < p.kv.num_pages;
+    const T* row_k = ok ? p.kv.k_data + p.kv.offset(page, pos & ((1 << p.page_shift) - 1), kv_head) : p.kv.k_data;
+    const std::uint32_t valid = __ballot_sync(0xffffffffu, ok);
     if (lane == 0) my_masks[stage] = valid;
+    const std::uint32_t lane_valid = valid >> copy_row;
     T* k_tile = my_ring + stage * Smem::kStageElems;
     T* v_tile = k_tile + Smem::kTileElems;
 #pragma unroll
-    for (int i = 0; i < kTile / kRowsPerCopy; ++i) {
-      const int row = i * kRowsPerCopy + lane / kChunksPerRow, chunk = lane % kChunksPerRow;
-      const std::int64_t src = __shfl_sync(0xffffffffu, offset, row);
-      const std::int64_t element = (src < 0 ? 0 : src) + chunk * kVecElems<T>;
-      const int bytes = src < 0 ? 0 : 16;
-      cp_async_16(k_tile + swizzle<T, kHeadDim>(row, chunk), p.kv.k_data + element, bytes);
-      cp_async_16(v_tile + swizzle<T, kHeadDim>(row, chunk), p.kv.v_data + element, bytes);
+    for (int m = 0; m < kRowsPerLane; ++m) {
+      const T* k_src = reinterpret_cast<const T*>(
+          __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(row_k), copy_row + 4 * m));
+      const T* v_src = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(k_src) + v_delta);
+      const int bytes = (lane_valid >> (4 * m)) & 1 ? 16 : 0;
+      const int dst = copy_dst[m & 1] + 4 * m * kHeadDim;
+#pragma unroll
+      for (int g = 0; g < kLinesPerRow; ++g) {
+        const int src = (copy_sub + kLanesPerRow * g) * kVecElems<T>;
+        cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes);
+        cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes);
+      }
     }
   };
 
@@ -242,20 +300,24 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
     const T* v_tile = k_tile + Smem::kTileElems;
     const std::uint32_t valid = my_masks[stage];
 
-    // S = Q K^T for 16 group rows x 16 slots: s[n] covers slots 8n .. 8n + 7.
-    float s[2][4] = {};
+    // S = Q K^T for 16 group rows x kTile slots: s[n] covers slots 8n .. 8n + 7.
+    float s[kNBlocks][4] = {};
     const int mi = lane / 8, mr = lane % 8;
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-      std::uint32_t a[4], b[4];
+      std::uint32_t a[4];
       ldmatrix_x4<false>(a, q_smem + swizzle<T, kHeadDim>((mi & 1) * 8 + mr, 2 * ks + (mi >> 1)));
-      ldmatrix_x4<false>(b, k_tile + swizzle<T, kHeadDim>((mi >> 1) * 8 + mr, 2 * ks + (mi & 1)));
-      mma_16x8x16<T>(s[0], a, b[0], b[1]);
-      mma_16x8x16<T>(s[1], a, b[2], b[3]);
+#pragma unroll
+      for (int np = 0; np < kNBlocks / 2; ++np) {
+        std::uint32_t b[4];
+        ldmatrix_x4<false>(b, k_tile + swizzle<T, kHeadDim>(np * 16 + (mi >> 1) * 8 + mr, 2 * ks + (mi & 1)));
+        mma_16x8x16<T>(s[2 * np], a, b[0], b[1]);
+        mma_16x8x16<T>(s[2 * np + 1], a, b[2], b[3]);
+      }
     }
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < 2; ++n)
+    for (int n = 0; n < kNBlocks; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int slot = n * 8 + 2 * t + (e & 1);
@@ -264,29 +326,35 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
       }
 
     if (exporting) {
-      // Max over the group's rows (lanes with equal t) of each slot's logit, in natural units.
-      // Lane (g, t) holds slots 8n + 2t + c, n, c in {0, 1}, for rows g and g + 8.
-      float x[4];
+      // Max over the 16 MMA rows (rows past the group repeat row 0) of each slot's logit, in
+      // natural units. Lane (g, t) holds slots 8n + 2t + c, c in {0, 1}, for rows g and g + 8.
+      float x[2 * kNBlocks];
 #pragma unroll
-      for (int v = 0; v < 4; ++v) {
-        const int n = v >> 1, c = v & 1;
-        x[v] = fmaxf(g < group ? s[n][c] : -INFINITY, g + 8 < group ? s[n][2 + c] : -INFINITY);
-      }
+      for (int v = 0; v < 2 * kNBlocks; ++v) x[v] = fmaxf(s[v >> 1][v & 1], s[v >> 1][2 + (v & 1)]);
       const int tile_pos = chunk_start + tile_of(j) * kTile;
       if (p.scores.block_size == 1) {
-        // Reduce-scatter over g's three bits: lane bit 4 keeps n = bit, bit 3 keeps c = bit, bit 2
-        // halves nothing (both hold the same slot); 4 shuffles instead of 12, one store per tile.
-        const bool hi4 = lane & 16, hi3 = lane & 8;
-        float y[2];
+        // Reduce-scatter over the 8 lanes of equal t: 7 shuffles for 32 slots (3 for 16, where
+        // lane bit 2 only duplicates), one coalesced store per tile.
+        int v = 0;
+        const float z = reduce_scatter_group_max(x, lane, &v);
+        const int pos = tile_pos + 8 * (v >> 1) + 2 * t + (v & 1);
+        if ((kTile == 32 || (lane & 4) == 0) && pos < score_row_length) score_row[pos] = z * kLn2;
+      } else if (kTile > 16 && p.scores.block_size < kTile) {
+        // Two 16-slot blocks per tile: lane bit 4 picks the block, then a butterfly over the rest.
+        float lo = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+        float hi = -INFINITY;
 #pragma unroll
-        for (int i = 0; i < 2; ++i)
-          y[i] = fmaxf(hi4 ? x[2 + i] : x[i], __shfl_xor_sync(0xffffffffu, hi4 ? x[i] : x[2 + i], 16));
-        float z = fmaxf(hi3 ? y[1] : y[0], __shfl_xor_sync(0xffffffffu, hi3 ? y[0] : y[1], 8));
-        z = fmaxf(z, __shfl_xor_sync(0xffffffffu, z, 4));
-        const int pos = tile_pos + (hi4 ? 8 : 0) + 2 * t + (hi3 ? 1 : 0);
-        if ((lane & 4) == 0 && pos < score_row_length) score_row[pos] = z * kLn2;
+        for (int v = 4; v < 2 * kNBlocks; ++v) hi = fmaxf(hi, x[v]);
+        const bool upper = lane & 16;
+        float m = fmaxf(upper ? hi : lo, __shfl_xor_sync(0xffffffffu, upper ? lo : hi, 16));
+#pragma unroll
+        for (int mask = 1; mask < 16; mask *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, mask));
+        const int entry = tile_pos / 16 + (upper ? 1 : 0);
+        if ((lane & 15) == 0 && entry < score_row_length) score_row[entry] = m * kLn2;
       } else {
-        float m = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+        float m = x[0];
+#pragma unroll
+        for (int v = 1; v < 2 * kNBlocks; ++v) m = fmaxf(m, x[v]);
 #pragma unroll
         for (int mask = 1; mask < 32; mask *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, mask));
         block_score = fmaxf(block_score, m);
@@ -301,7 +369,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
 
     // Online softmax. The accumulator is rescaled only when some row's max grows, which after the
     // first tiles is rare: the skipped factor would be exactly 1, so results are unchanged.
-    float p_val[2][4], base[2];
+    float p_val[kNBlocks][4], base[2];
     bool grew = false;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -327,22 +395,28 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim>::kThreads)
     for (int r = 0; r < 2; ++r) {
       base[r] = row_max[r] == -INFINITY ? 0.0f : row_max[r];  // all skipped so far: keep zeros
 #pragma unroll
-      for (int n = 0; n < 2; ++n)
+      for (int n = 0; n < kNBlocks; ++n)
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           p_val[n][2 * r + c] = exp2f(s[n][2 * r + c] - base[r]);
           row_sum[r] += p_val[n][2 * r + c];
         }
     }
-    // The S accumulator layout of two 16x8 tiles is the A layout of one 16x16 operand.
-    const std::uint32_t pa[4] = {pack2<T>(p_val[0][0], p_val[0][1]), pack2<T>(p_val[0][2], p_val[0][3]),
-                                 pack2<T>(p_val[1][0], p_val[1][1]), pack2<T>(p_val[1][2], p_val[1][3])};
+    // The S accumulator layout of two 16x8 tiles is the A layout of one 16x16 operand; 16-slot
+    // step kk of the tile multiplies V rows 16 kk .. 16 kk + 15.
 #pragma unroll
-    for (int dn = 0; dn < kHeadDim / 16; ++dn) {
-      std::uint32_t b[4];
-      ldmatrix_x4<true>(b, v_tile + swizzle<T, kHeadDim>((mi & 1) * 8 + mr, 2 * dn + (mi >> 1)));
-      mma_16x8x16<T>(acc[2 * dn], pa, b[0], b[1]);
-      mma_16x8x16<T>(acc[2 * dn + 1], pa, b[2], b[3]);
+    for (int kk = 0; kk < kTile / 16; ++kk) {
+      const std::uint32_t pa[4] = {pack2<T>(p_val[2 * kk][0], p_val[2 * kk][1]),
+                                   pack2<T>(p_val[2 * kk][2], p_val[2 * kk][3]),
+                                   pack2<T>(p_val[2 * kk + 1][0], p_val[2 * kk + 1][1]),
+                                   pack2<T>(p_val[2 * kk + 1][2], p_val[2 * kk + 1][3])};
+#pragma unroll
+      for (int dn = 0; dn < kHeadDim / 16; ++dn) {
+        std::uint32_t b[4];
+        ldmatrix_x4<true>(b, v_tile + swizzle<T, kHeadDim>(kk * 16 + (mi & 1) * 8 + mr, 2 * dn + (mi >> 1)));
+        mma_16x8x16<T>(acc[2 * dn], pa, b[0], b[1]);
+        mma_16x8x16<T>(acc[2 * dn + 1], pa, b[2], b[3]);
+      }
     }
     __syncwarp();  // the stage is refilled next iteration
   }

@@ -59,7 +59,7 @@ class GatherDecode {
   // for tests and tuning).
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    using Policy = detail::DecodePolicy<kHeadDim>;
+    using Policy = detail::DecodePolicy<kHeadDim, true>;
     return detail::plan_splits<T, kHeadDim, detail::GatheredSlots>(
         args.kv.batch_size, args.kv.num_kv_heads, args.num_qo_heads, args.indices.k_max * args.indices.block_size,
         Policy::kGatherChunkAlign, Policy::kGatherMinChunk, plan);

@@ -33,13 +33,13 @@ Status decode_occupancy(int* num_sms, int* per_sm) {
   HYLRA_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
   int packed = device < kMaxDevices ? known[device].load(std::memory_order_relaxed) : 0;
   if (packed == 0) {
-    constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
+    constexpr int kSmemBytes = static_cast<int>(DecodeSmemOf<T, kHeadDim, Slots>::kBytes);
     auto kernel = decode_kernel<T, kHeadDim, Slots>;
     int sms = 0, ctas = 0;
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)));
     HYLRA_RETURN_IF_ERROR(set_dynamic_smem(kernel, kSmemBytes));
     HYLRA_RETURN_IF_ERROR(cuda_status(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, DecodePolicy<kHeadDim>::kThreads, kSmemBytes)));
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, DecodePolicy<kHeadDim, Slots::kGather>::kThreads, kSmemBytes)));
     if (ctas <= 0 || ctas > 255) return {StatusCode::kNotSupported, "decode kernel does not fit on this device"};
     packed = (sms << 8 | ctas) + 1;
     if (device < kMaxDevices) known[device].store(packed, std::memory_order_relaxed);
@@ -95,9 +95,9 @@ Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* worksp
   params.partial_o = plan.num_splits > 1 ? static_cast<float*>(workspace) : nullptr;
   params.partial_lse = plan.num_splits > 1 ? params.partial_o + states * kHeadDim : nullptr;
 
-  constexpr int kSmemBytes = static_cast<int>(DecodeSmem<T, kHeadDim>::kBytes);
+  constexpr int kSmemBytes = static_cast<int>(DecodeSmemOf<T, kHeadDim, Slots>::kBytes);
   const dim3 grid(plan.num_splits, params.kv.num_kv_heads, params.kv.batch_size);
-  decode_kernel<T, kHeadDim, Slots><<<grid, DecodePolicy<kHeadDim>::kThreads, kSmemBytes, stream>>>(params);
+  decode_kernel<T, kHeadDim, Slots><<<grid, DecodePolicy<kHeadDim, Slots::kGather>::kThreads, kSmemBytes, stream>>>(params);
   HYLRA_RETURN_IF_ERROR(check_launch());
   if (plan.num_splits == 1) return Status::success();
 
@@ -118,7 +118,7 @@ Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const 
     return {StatusCode::kNotSupported, "num_kv_heads and batch_size must be at most 65535"};
   if (num_qo_heads <= 0 || num_qo_heads % kv.num_kv_heads != 0)
     return {StatusCode::kInvalidShape, "num_qo_heads must be a positive multiple of kv.num_kv_heads"};
-  if (num_qo_heads / kv.num_kv_heads > DecodePolicy<kHeadDim>::kMaxGroup)
+  if (num_qo_heads / kv.num_kv_heads > DecodePolicy<kHeadDim, false>::kMaxGroup)
     return {StatusCode::kNotSupported, "GQA group (num_qo_heads / num_kv_heads) must be at most 16"};
   if (!(sm_scale == sm_scale) || sm_scale == INFINITY || sm_scale == -INFINITY)
     return {StatusCode::kInvalidValue, "sm_scale must be finite"};

@@ -8,26 +8,16 @@
 
 namespace {
 
-// Keys not cached: pass 0 streams the row from DRAM, the classify pass re-reads it from L2 with
-// 16-byte loads. Rows are cut into segments of at least 32K keys so that 64 rows x 128K are one
-// wave (4 CTAs per row, 2 per SM) instead of two.
-struct StreamingPolicy : hylra::BatchedTopKPolicy {
-  static constexpr int kMaxSegmentBytes = 0;
-  static constexpr int kPreferredSegmentBytes = 1 << 20;
-  static constexpr int kMinSegmentKeys = 32768;
+// Twice the 16-byte loads in flight per thread: a 16K-key fp32 segment in one round trip.
+struct Unroll8Policy : hylra::BatchedTopKPolicy {
+  static constexpr int kLoadUnroll = 8;
 };
-// The same with 256-thread CTAs, 4 per SM, and segments of at least 16K keys (64 x 128K: 8 CTAs
-// per row, one wave).
-struct Streaming256Policy : StreamingPolicy {
+// 16 CTAs of 8K keys per 128K row, 256 threads, 3 CTAs per SM (32 KB of keys each instead of 64).
+struct Cluster16Policy : hylra::BatchedTopKPolicy {
+  static constexpr int kMaxClusterSize = 16;
   static constexpr int kThreads = 256;
-  static constexpr int kCtasPerSm = 4;
-  static constexpr int kMinSegmentKeys = 16384;
-};
-struct SmallSegments4PerSmPolicy : hylra::BatchedTopKPolicy {  // 256-thread small-segment CTAs, 4 per SM
-  static constexpr int kSmallSegmentCtasPerSm = 4;
-};
-struct OneWavePolicy : hylra::BatchedTopKPolicy {  // rows are not split past one wave
-  static constexpr bool kSplitPastOneWave = false;
+  static constexpr int kCtasPerSm = 3;
+  static constexpr int kPreferredSegmentBytes = 32 * 1024;
 };
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
   static constexpr int kMaxClusterSize = 16;
@@ -36,11 +26,9 @@ struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row o
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<StreamingPolicy>{});
-    case 2: return f(hylra::TypeTag<Streaming256Policy>{});
-    case 3: return f(hylra::TypeTag<SmallSegments4PerSmPolicy>{});
-    case 4: return f(hylra::TypeTag<OneWavePolicy>{});
-    case 5: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
+    case 1: return f(hylra::TypeTag<Unroll8Policy>{});
+    case 2: return f(hylra::TypeTag<Cluster16Policy>{});
+    case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }
@@ -49,12 +37,12 @@ auto with_policy(int variant, F&& f) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 6; }
+__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 4; }
 
 __attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
-  static const char* const kNames[] = {"default", "streaming", "streaming, 256 threads x 4",
-                                       "small segments 4 per SM", "split to one wave", "16 CTAs for few rows"};
-  return variant >= 0 && variant < 6 ? kNames[variant] : "";
+  static const char* const kNames[] = {"default", "8 loads in flight", "16 CTAs x 256 threads, 3 per SM",
+                                       "16 CTAs for few rows"};
+  return variant >= 0 && variant < 4 ? kNames[variant] : "";
 }
 
 // dtype: 0 fp16, 1 bf16, 2 fp32 (hylra::DType); variant: 0 = the default policy.

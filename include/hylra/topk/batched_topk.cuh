@@ -54,7 +54,6 @@ struct BatchedTopKPolicy {
   // (8x8K fp32 11.2 vs 12.7 us, 64x32K 33.2 vs 36.2) and lose on 16K-key ones (64x128K 55.1 vs 48.3).
   static constexpr int kSmallSegmentKeys = 4096;
   static constexpr int kSmallSegmentThreads = 256;
-  static constexpr int kSmallSegmentCtasPerSm = 2;
   // Bits of the first radix digit, counted while the row is loaded (capped at the key width).
   // Wide, so that the k-th score's bucket is narrow: 11 bits of an fp32 or bf16 key are a
   // quarter of an octave, about 2 % of a normal row around its top 2 %. 12 bits halve the
@@ -74,13 +73,12 @@ struct BatchedTopKPolicy {
   // A row is split further while its segments exceed this many bytes of keys, so that several
   // CTAs fit on one SM and one loads while another computes.
   static constexpr int kPreferredSegmentBytes = 64 * 1024;
-  // ... or while the grid has fewer than kCtasPerSm CTAs per SM and segments keep this many keys.
-  // The kernel's registers are capped so that kCtasPerSm CTAs fit on one SM.
+  // ... or while splitting once more keeps the grid within one wave of kCtasPerSm CTAs per SM and
+  // segments of at least kMinSegmentKeys keys. Never past one wave: 64 x 32K in 4 CTAs of 8K keys
+  // per row took 24.2 us where 8 CTAs of 4K (two waves) took 34.6 (bench/RESULTS.md). The
+  // kernel's registers are capped so that kCtasPerSm CTAs fit on one SM.
   static constexpr int kCtasPerSm = 2;
   static constexpr int kMinSegmentKeys = 1024;
-  // Whether that split may overshoot one wave (R x cluster up to 2 x kCtasPerSm x SMs) or stops
-  // before it. Under measurement: bench/topk_capi.cu compares both.
-  static constexpr bool kSplitPastOneWave = true;
   // Segments larger than this are not cached in shared memory; later passes re-read the scores.
   // With the ~33 KB of histograms and the static shared memory this stays under the 227 KB a
   // CTA may have.
@@ -136,15 +134,13 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
     return (per_cta + kVec - 1) / kVec * kVec;
   };
   const auto bytes = [&](int cluster) { return static_cast<std::int64_t>(segment(cluster)) * sizeof(Bits); };
-  const std::int64_t one_wave = static_cast<std::int64_t>(P::kCtasPerSm) * num_sms;
-  const auto below_one_wave = [&](int cluster) {
-    const std::int64_t ctas = static_cast<std::int64_t>(num_rows) * cluster;
-    return P::kSplitPastOneWave ? ctas < one_wave : 2 * ctas <= one_wave;
+  const auto fits_one_wave = [&](int cluster) {
+    return static_cast<std::int64_t>(num_rows) * cluster <= static_cast<std::int64_t>(P::kCtasPerSm) * num_sms;
   };
   int cluster = 1;
   while (cluster < P::kMaxClusterSize &&
          (bytes(cluster) > P::kPreferredSegmentBytes ||
-          (below_one_wave(cluster) && segment(2 * cluster) >= P::kMinSegmentKeys)))
+          (fits_one_wave(2 * cluster) && segment(2 * cluster) >= P::kMinSegmentKeys)))
     cluster *= 2;
   return {cluster, segment(cluster), bytes(cluster) <= P::kMaxSegmentBytes};
 }
@@ -153,7 +149,6 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
 template <typename Policy>
 struct SmallSegmentPolicy : Policy {
   static constexpr int kThreads = Policy::kSmallSegmentThreads;
-  static constexpr int kCtasPerSm = Policy::kSmallSegmentCtasPerSm;
 };
 
 template <typename ScoreT>

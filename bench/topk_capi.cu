@@ -8,16 +8,8 @@
 
 namespace {
 
-// Twice the 16-byte loads in flight per thread: a 16K-key fp32 segment in one round trip.
-struct Unroll8Policy : hylra::BatchedTopKPolicy {
-  static constexpr int kLoadUnroll = 8;
-};
-// 16 CTAs of 8K keys per 128K row, 256 threads, 3 CTAs per SM (32 KB of keys each instead of 64).
-struct Cluster16Policy : hylra::BatchedTopKPolicy {
-  static constexpr int kMaxClusterSize = 16;
-  static constexpr int kThreads = 256;
-  static constexpr int kCtasPerSm = 3;
-  static constexpr int kPreferredSegmentBytes = 32 * 1024;
+struct SmallSegments4KPolicy : hylra::BatchedTopKPolicy {  // 512 threads from 4K keys per CTA up (before 7d5ac70)
+  static constexpr int kSmallSegmentKeys = 4096;
 };
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row only when the grid is small
   static constexpr int kMaxClusterSize = 16;
@@ -26,9 +18,8 @@ struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row o
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<Unroll8Policy>{});
-    case 2: return f(hylra::TypeTag<Cluster16Policy>{});
-    case 3: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
+    case 1: return f(hylra::TypeTag<SmallSegments4KPolicy>{});
+    case 2: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }
@@ -37,12 +28,11 @@ auto with_policy(int variant, F&& f) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 4; }
+__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 3; }
 
 __attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
-  static const char* const kNames[] = {"default", "8 loads in flight", "16 CTAs x 256 threads, 3 per SM",
-                                       "16 CTAs for few rows"};
-  return variant >= 0 && variant < 4 ? kNames[variant] : "";
+  static const char* const kNames[] = {"default", "256 threads up to 4K keys only", "16 CTAs for few rows"};
+  return variant >= 0 && variant < 3 ? kNames[variant] : "";
 }
 
 // dtype: 0 fp16, 1 bf16, 2 fp32 (hylra::DType); variant: 0 = the default policy.

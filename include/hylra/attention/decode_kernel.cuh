@@ -36,6 +36,13 @@ struct DecodePolicy {
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
+  // Gather reads its K and V rows once: their L2 lines go first (evict-first policy). Dense
+  // decode keeps the default policy: evict-first measured 2-5 % slower at >= 0.5 GB of K/V
+  // (2026-11-28, H200). Exported token scores are stored evict-last, so that the top-k that reads
+  // them next finds them in L2 and their write-back leaves the K/V stream (it cost ~1.7 us per MB
+  // inside the kernel); that helps while they fit (8 MB: export 1.05x -> 1.03x), not at 33 MB.
+  static constexpr bool kStreamKv = kGather;
+  static constexpr bool kKeepScores = true;
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
   static constexpr int kDenseChunkAlign = 128;
   static constexpr int kDenseMinChunk = 256;
@@ -234,6 +241,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     const std::uint32_t lane_valid = valid >> copy_row;
     T* k_tile = my_ring + stage * Smem::kStageElems;
     T* v_tile = k_tile + Smem::kTileElems;
+    const std::uint64_t policy = Policy::kStreamKv ? l2_evict_first_policy() : 0;
 #pragma unroll
     for (int m = 0; m < kRowsPerLane; ++m) {
       const T* k_src = reinterpret_cast<const T*>(
@@ -244,8 +252,13 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
 #pragma unroll
       for (int g = 0; g < kLinesPerRow; ++g) {
         const int src = (copy_sub + kLanesPerRow * g) * kVecElems<T>;
-        cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes);
-        cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes);
+        if constexpr (Policy::kStreamKv) {
+          cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes, policy);
+          cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes, policy);
+        } else {
+          cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes);
+          cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes);
+        }
       }
     }
   };
@@ -338,7 +351,12 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
         int v = 0;
         const float z = reduce_scatter_group_max(x, lane, &v);
         const int pos = tile_pos + 8 * (v >> 1) + 2 * t + (v & 1);
-        if ((kTile == 32 || (lane & 4) == 0) && pos < score_row_length) score_row[pos] = z * kLn2;
+        if ((kTile == 32 || (lane & 4) == 0) && pos < score_row_length) {
+          if constexpr (Policy::kKeepScores)
+            store_with_policy(score_row + pos, z * kLn2, l2_evict_last_policy());
+          else
+            score_row[pos] = z * kLn2;
+        }
       } else if (kTile > 16 && p.scores.block_size < kTile) {
         // Two 16-slot blocks per tile: lane bit 4 picks the block, then a butterfly over the rest.
         float lo = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));

@@ -14,6 +14,7 @@ comparing two builds within one GPU session.
 import ctypes
 import math
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +109,23 @@ def gather_runner(lib, pr, ids, block):
     return lambda: check(call(harness.ptr(ws), needed.value, None), "gather decode")
 
 
+def sm_clock():
+    """The SM clock in MHz (NVML through torch), or nan where it cannot be read."""
+    try:
+        return float(torch.cuda.clock_rate())
+    except Exception:  # noqa: BLE001 - a diagnostic only
+        return float("nan")
+
+
+def settle():
+    """Idles the GPU 0.5 s before a shape's first timing. The first shape timed after the largest
+    ones read up to 12 % slow through ~100 ms of calls (d=64 after B=32 x 128K: 158.8 vs ~141 us
+    timed later in the same process, 2026-11-28); cause not established (a clock or power dip
+    after a heavy phase would fit). The SM clock is printed with each shape."""
+    torch.cuda.synchronize()
+    time.sleep(0.5)
+
+
 def sdpa(backend, q4, k, v):
     with sdpa_kernel(backend):
         return F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
@@ -140,9 +158,11 @@ def dense_rows(lib, timer, shapes, with_scores):
         k, v = pr.contiguous()
         q4 = pr.q.unsqueeze(2)
         ours = dense_runner(lib, pr)
+        settle()
         # Warm-up long enough to outlast the slow stretch that follows the previous shape's fp32
         # reference (the next ~100 calls read 10-13 % slow, 2026-11-28; cause not established).
         timer.median_us(ours, [()], reps=150)
+        clock = sm_clock()
         t = timed(timer, ours)
         t_cudnn = timed(timer, lambda: sdpa(SDPBackend.CUDNN_ATTENTION, q4, k, v))
         t_flash = timed(timer, lambda: sdpa(SDPBackend.FLASH_ATTENTION, q4, k, v))
@@ -176,7 +196,8 @@ def dense_rows(lib, timer, shapes, with_scores):
         del ref, nhd_out
         rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_blk, t_hnd, err))
         print(f"dense B={b} N={n} Hq={hq} d={d}: {t:.1f} us, cuDNN {t_cudnn:.1f}, flash {t_flash:.1f}, "
-              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, again {t_again:.1f}, max|err| vs fp32 {err:.2e}",
+              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, again {t_again:.1f}, max|err| vs fp32 {err:.2e}, "
+              f"SM clock before/after {clock:.0f}/{sm_clock():.0f} MHz",
               flush=True)
         del pr
         torch.cuda.empty_cache()
@@ -200,6 +221,7 @@ def gather_rows(lib, timer):
             return F.scaled_dot_product_attention(q4, k.gather(2, idx), v.gather(2, idx), enable_gqa=True)
 
         ours_tok = gather_runner(lib, pr, tok, 1)
+        settle()
         timer.median_us(ours_tok, [()], reps=150)  # warm-up, as for dense
         t_tok = timed(timer, ours_tok)
         t_blk = timed(timer, gather_runner(lib, pr, blocks, 64))

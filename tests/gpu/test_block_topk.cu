@@ -1,6 +1,7 @@
 // BlockTopK (the CTA primitive) against reference::topk_row: one tile per block, partial tiles
 // through num_valid, largest and smallest, every score pattern, three block shapes (one with
-// fewer threads than radix bins); SelectLargestKeys on the keys of one radix bucket.
+// fewer threads than radix bins) and digit widths of 8, 11 and 3 bits; SelectLargestKeys on the
+// keys of one radix bucket.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,10 +18,10 @@ using namespace topk_test;
 
 namespace {
 
-template <typename T, int THREADS, int ITEMS>
+template <typename T, int THREADS, int ITEMS, int RADIX_BITS = 8>
 __global__ void block_topk_kernel(const T* scores, const int* num_valid, int k, bool largest, T* out_keys,
                                   int* out_positions, int* out_counts) {
-  using TopK = BlockTopK<T, THREADS, ITEMS>;
+  using TopK = BlockTopK<T, THREADS, ITEMS, int, RADIX_BITS>;
   __shared__ typename TopK::TempStorage storage;
   constexpr int kTile = THREADS * ITEMS;
   T keys[ITEMS];
@@ -48,7 +49,7 @@ __global__ void block_topk_kernel(const T* scores, const int* num_valid, int k, 
   if (threadIdx.x == 0) out_counts[blockIdx.x] = all_consistent ? selected : -2;
 }
 
-template <typename T, int THREADS, int ITEMS>
+template <typename T, int THREADS, int ITEMS, int RADIX_BITS = 8>
 void check_block_topk() {
   constexpr int kTile = THREADS * ITEMS;
   auto seed = fresh_seed();
@@ -71,7 +72,7 @@ void check_block_topk() {
       d_keys.poison();
       d_positions.poison();
       d_counts.poison();
-      block_topk_kernel<T, THREADS, ITEMS><<<tiles, THREADS>>>(d_scores.ptr, d_valid.ptr, k, largest, d_keys.ptr,
+      block_topk_kernel<T, THREADS, ITEMS, RADIX_BITS><<<tiles, THREADS>>>(d_scores.ptr, d_valid.ptr, k, largest, d_keys.ptr,
                                                                d_positions.ptr, d_counts.ptr);
       REQUIRE(cudaGetLastError() == cudaSuccess);
       REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
@@ -99,10 +100,10 @@ void check_block_topk() {
 
 // SelectLargestKeys on RadixKey bits of the tile's scores (kInvalid from num_valid on), examining
 // only the low `varying_bits`; writes each item's slot (-1: not selected) and the count.
-template <typename T, int THREADS, int ITEMS>
+template <typename T, int THREADS, int ITEMS, int RADIX_BITS = 8>
 __global__ void select_keys_kernel(const T* scores, const int* num_valid, int k, bool largest, int varying_bits,
                                    int* out_slots, int* out_counts) {
-  using TopK = BlockTopK<T, THREADS, ITEMS>;
+  using TopK = BlockTopK<T, THREADS, ITEMS, int, RADIX_BITS>;
   using Key = RadixKey<T>;
   __shared__ typename TopK::TempStorage storage;
   constexpr int kTile = THREADS * ITEMS;
@@ -123,7 +124,7 @@ __global__ void select_keys_kernel(const T* scores, const int* num_valid, int k,
 // in the last place; negated for smallest-first), drawn from `distinct` values when > 0 so that
 // exact ties cross the k-th slot. The selected set must be reference::topk_row's, and the slots
 // 0 .. count-1, each once.
-template <typename T, int THREADS, int ITEMS>
+template <typename T, int THREADS, int ITEMS, int RADIX_BITS = 8>
 void check_select_keys(int low_bits, int distinct) {
   constexpr int kTile = THREADS * ITEMS;
   auto seed = fresh_seed();
@@ -155,7 +156,7 @@ void check_select_keys(int low_bits, int distinct) {
       d_valid.upload(num_valid);
       d_slots.poison();
       d_counts.poison();
-      select_keys_kernel<T, THREADS, ITEMS><<<tiles, THREADS>>>(d_scores.ptr, d_valid.ptr, k, largest, low_bits,
+      select_keys_kernel<T, THREADS, ITEMS, RADIX_BITS><<<tiles, THREADS>>>(d_scores.ptr, d_valid.ptr, k, largest, low_bits,
                                                                 d_slots.ptr, d_counts.ptr);
       REQUIRE(cudaGetLastError() == cudaSuccess);
       REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
@@ -191,9 +192,13 @@ TEST_CASE("BlockTopK::SelectLargestKeys on one radix bucket") {
     check_select_keys<float, 128, 4>(5, distinct);
     check_select_keys<half, 64, 3>(6, distinct);
     check_select_keys<__nv_bfloat16, 256, 8>(5, distinct);
+    check_select_keys<float, 128, 4, 11>(21, distinct);  // BatchedTopK's fp32 refine: 11 + 10 bits
+    check_select_keys<__nv_bfloat16, 256, 8, 5>(5, distinct);
   }
 }
 
 TEST_CASE("BlockTopK<float, 128, 4>") { check_block_topk<float, 128, 4>(); }
 TEST_CASE("BlockTopK<half, 64, 3>") { check_block_topk<half, 64, 3>(); }
 TEST_CASE("BlockTopK<bf16, 256, 8>") { check_block_topk<__nv_bfloat16, 256, 8>(); }
+TEST_CASE("BlockTopK<float, 128, 4, int, 11>") { check_block_topk<float, 128, 4, 11>(); }
+TEST_CASE("BlockTopK<half, 64, 3, int, 3>") { check_block_topk<half, 64, 3, 3>(); }

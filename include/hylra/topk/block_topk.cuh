@@ -4,10 +4,11 @@
 // holds items t * ITEMS_PER_THREAD + i). Selection is exact: ties at the k-th score go to the lower
 // item index, NaN is never selected, -0 equals +0, and items at or past num_valid are ignored.
 //
-// Method: radix select over 8-bit digits of RadixKey (2 passes for 16-bit scores, 4 for fp32,
-// fewer when the k-th bucket is exhausted early), then one block scan that numbers the selected
-// items in index order. Cost per call: one shared-memory histogram per pass plus one scan; no
-// global memory traffic. Usable inside any kernel whose block has BLOCK_THREADS threads.
+// Method: radix select over RADIX_BITS-bit digits of RadixKey (by default 8: 2 passes for 16-bit
+// scores, 4 for fp32, fewer when the k-th bucket is exhausted early), then one block scan that
+// numbers the selected items in index order. Cost per call: one shared-memory histogram of
+// 2^RADIX_BITS bins per pass plus one scan; no global memory traffic. Usable inside any kernel
+// whose block has BLOCK_THREADS threads.
 // SelectLargestKeys takes RadixKey bits directly, e.g. the keys of one bucket of an earlier radix
 // pass, and skips the digits they already share (BatchedTopK refines its candidates so).
 #pragma once
@@ -22,12 +23,14 @@
 
 HYLRA_NAMESPACE_BEGIN
 
-template <typename KeyT, int BLOCK_THREADS, int ITEMS_PER_THREAD, typename ValueT = int>
+template <typename KeyT, int BLOCK_THREADS, int ITEMS_PER_THREAD, typename ValueT = int, int RADIX_BITS = 8>
 class BlockTopK {
   using Key = RadixKey<KeyT>;
   using Bits = typename Key::Bits;
-  // 8-bit digits: a 1 KB histogram, cheap next to the kernel that embeds this primitive.
-  static constexpr int kDigitBits = 8;
+  // 8-bit digits by default: a 1 KB histogram, cheap next to the kernel that embeds this
+  // primitive. Wider digits trade a larger histogram and scan for fewer passes.
+  static constexpr int kDigitBits = RADIX_BITS;
+  static_assert(RADIX_BITS >= 1 && RADIX_BITS <= 16, "RADIX_BITS: 1 to 16");
   using Bucket = BlockRadixBucket<BLOCK_THREADS, kDigitBits>;
   static constexpr int kBins = Bucket::kBins;
   // Counts of items above the threshold (low half) and tied with it (high half), scanned together.

@@ -74,12 +74,16 @@ struct BatchedTopKPolicy {
   // A row is split further while its segments exceed this many bytes of keys, so that several
   // CTAs fit on one SM and one loads while another computes.
   static constexpr int kPreferredSegmentBytes = 64 * 1024;
-  // ... or while splitting once more keeps the grid within one wave of kCtasPerSm CTAs per SM and
-  // segments of at least kMinSegmentKeys keys. Never past one wave: 64 x 32K in 4 CTAs of 8K keys
-  // per row took 24.2 us where 8 CTAs of 4K (two waves) took 34.6 (bench/RESULTS.md). The
-  // kernel's registers are capped so that kCtasPerSm CTAs fit on one SM.
+  // ... or while splitting once more keeps the grid within one wave and segments of at least
+  // kMinSegmentKeys keys. Never past one wave: 64 x 32K in 4 CTAs of 8K keys per row took 24.2 us
+  // where 8 CTAs of 4K (two waves) took 34.6 (bench/RESULTS.md). The kernel's registers are
+  // capped so that kCtasPerSm CTAs fit on one SM.
   static constexpr int kCtasPerSm = 2;
   static constexpr int kMinSegmentKeys = 1024;
+  // A cluster's CTAs share one GPC, so fewer than kCtasPerSm x SMs CTAs run at once: on the H200,
+  // 240 of 264 in clusters of 8 and 248 in clusters of 4 (CTA start times, bench/RESULTS.md).
+  // One wave is planned as this share of kCtasPerSm x SMs.
+  static constexpr int kWavePercent = 90;
   // Segments larger than this are not cached in shared memory; later passes re-read the scores.
   // With the ~33 KB of histograms and the static shared memory this stays under the 227 KB a
   // CTA may have.
@@ -136,7 +140,8 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
   };
   const auto bytes = [&](int cluster) { return static_cast<std::int64_t>(segment(cluster)) * sizeof(Bits); };
   const auto fits_one_wave = [&](int cluster) {
-    return static_cast<std::int64_t>(num_rows) * cluster <= static_cast<std::int64_t>(P::kCtasPerSm) * num_sms;
+    return static_cast<std::int64_t>(num_rows) * cluster * 100 <=
+           static_cast<std::int64_t>(P::kCtasPerSm) * num_sms * P::kWavePercent;
   };
   int cluster = 1;
   while (cluster < P::kMaxClusterSize &&
@@ -212,7 +217,13 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
   constexpr int kCapacity = Exchange::kCapacity;
   static_assert(kCapacity % kThreads == 0, "kCandidateCapacity must be a multiple of kThreads");
   static_assert(2 * kBins <= kFirstBins, "the later digits' two cluster histograms reuse the first digit's");
-  using CandidateTopK = BlockTopK<ScoreT, kThreads, kCapacity / kThreads>;
+  // The refine examines the kFirstShift bits below the first digit in as few passes of at most
+  // 11 bits as it can (fp32: 2 of 11 and 10 bits instead of 3 of 8; 16-bit keys: one pass).
+  constexpr int kRefinePasses = kFirstShift > 11 ? (kFirstShift + 10) / 11 : 1;
+  constexpr int kRefineBits = kFirstShift > 0 ? (kFirstShift + kRefinePasses - 1) / kRefinePasses : 1;
+  using CandidateTopK = BlockTopK<ScoreT, kThreads, kCapacity / kThreads, int, kRefineBits>;
+  static_assert(sizeof(typename CandidateTopK::TempStorage) <= sizeof(Exchange),
+                "the refine's TempStorage reuses the candidate buffer");
   // Per-thread (above, candidate) counts, low and high half, scanned together.
   using CountScan = cub::BlockScan<unsigned long long, kThreads, cub::BLOCK_SCAN_WARP_SCANS>;
 
@@ -223,7 +234,6 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
   __shared__ union {
     typename FirstBucket::TempStorage first_bucket;
     typename Bucket::TempStorage bucket;
-    typename CandidateTopK::TempStorage candidates;
   } temp;
   __shared__ typename CountScan::TempStorage scan_storage;
   __shared__ unsigned long long cta_counts;  // this CTA's (above, candidates), read by its peers
@@ -414,16 +424,36 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
       groups_per_thread < 1 ? 1 : (groups_per_thread < kChunkGroups ? groups_per_thread : kChunkGroups);
   const int chunks = (num_groups + kThreads * chunk_groups - 1) / (kThreads * chunk_groups);
   const int run_first = tid * chunks * chunk_groups;  // first group of this thread
-  const int rotation = tid / (8 / kChunkGroups);
+  const unsigned rotation = static_cast<unsigned>(tid / (8 / kChunkGroups)) % kChunkGroups;
   struct ChunkMasks {
     unsigned above, tied;
   };
   const auto classify_chunk = [&](int c) {
     ChunkMasks masks{0u, 0u};
+    const int chunk_first = run_first + c * chunk_groups;
+    if (cached && chunk_groups == kChunkGroups && chunk_first + kChunkGroups <= num_groups) {
+      // A whole chunk in shared memory (the common case): every read issued before any compare,
+      // bit i * kVec + e for key e of the i-th group read, then one rotate to chunk positions.
+      Keys keys[kChunkGroups];
+#pragma unroll
+      for (int i = 0; i < kChunkGroups; ++i)
+        keys[i] = Keys::load(cache + (chunk_first + ((i + rotation) % kChunkGroups)) * kVec);
+#pragma unroll
+      for (int i = 0; i < kChunkGroups; ++i)
+#pragma unroll
+        for (int e = 0; e < kVec; ++e) {
+          if (keys[i].data[e] > tied_max) masks.above |= 1u << (i * kVec + e);
+          else if (keys[i].data[e] >= tied_min) masks.tied |= 1u << (i * kVec + e);
+        }
+      const unsigned shift = rotation * kVec;  // < 32
+      masks.above = __funnelshift_l(masks.above, masks.above, shift);
+      masks.tied = __funnelshift_l(masks.tied, masks.tied, shift);
+      return masks;
+    }
 #pragma unroll
     for (int i = 0; i < kChunkGroups; ++i) {
-      const int local = (i + rotation) % kChunkGroups;
-      const int g = run_first + c * chunk_groups + local;
+      const int local = static_cast<int>((i + rotation) % kChunkGroups);
+      const int g = chunk_first + local;
       if (local >= chunk_groups || g >= num_groups) continue;
       const Keys keys = group_keys(g);
 #pragma unroll
@@ -510,16 +540,19 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
   // go to the lower buffer index, that is the lower position.
   constexpr int kItems = kCapacity / kThreads;
   Bits keys[kItems];
-  int slots[kItems];
+  int positions[kItems], slots[kItems];
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
     const int c = tid * kItems + i;
     keys[i] = c < first.count ? exchange.candidates.keys[c] : Key::kInvalid;
+    positions[i] = c < first.count ? exchange.candidates.positions[c] : -1;
   }
-  CandidateTopK(temp.candidates).SelectLargestKeys(keys, slots, take, kFirstShift);
+  __syncthreads();  // the candidates are in registers: their buffer becomes the refine's storage
+  CandidateTopK(*reinterpret_cast<typename CandidateTopK::TempStorage*>(&exchange))
+      .SelectLargestKeys(keys, slots, take, kFirstShift);
 #pragma unroll
   for (int i = 0; i < kItems; ++i)
-    if (slots[i] >= 0) emit(above_total + slots[i], exchange.candidates.positions[tid * kItems + i]);
+    if (slots[i] >= 0) emit(above_total + slots[i], positions[i]);
 }
 
 // Orders each row's selection best first (ties by position, NaN scores last, -1 padding at the

@@ -36,12 +36,14 @@ struct DecodePolicy {
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
-  // Gather reads its K and V rows once: their L2 lines go first (evict-first policy). Dense
-  // decode keeps the default policy: evict-first measured 2-5 % slower at >= 0.5 GB of K/V
-  // (2026-11-28, H200). Exported token scores are stored evict-last, so that the top-k that reads
-  // them next finds them in L2 and their write-back leaves the K/V stream (it cost ~1.7 us per MB
-  // inside the kernel); that helps while they fit (8 MB: export 1.05x -> 1.03x), not at 33 MB.
-  static constexpr bool kStreamKv = kGather;
+  // K/V cp.async with an L2 evict-first policy (kStreamKv) measured no gain once the harness's
+  // L2 flush left clean lines instead of dirty ones (gather B=8 29.9 vs 29.8 us, dense plain
+  // equal; 2026-11-28, H200): its gains under the dirty flush (gather B=8 35.8 -> 31.8 us) were
+  // write-backs of the flush's lines avoided, and dense lost 2-5 % there. Off. Exported token
+  // scores are stored evict-last (kKeepScores): the top-k that reads them next finds them in L2
+  // and their write-back (~1.7 us per MB inside the kernel) leaves the K/V stream; it helps while
+  // they fit beside the stream (8 MB: export 1.05x -> 1.03x), not at 33 MB.
+  static constexpr bool kStreamKv = false;
   static constexpr bool kKeepScores = true;
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
   static constexpr int kDenseChunkAlign = 128;

@@ -14,7 +14,6 @@ comparing two builds within one GPU session.
 import ctypes
 import math
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -117,15 +116,6 @@ def sm_clock():
         return float("nan")
 
 
-def settle():
-    """Idles the GPU 0.5 s before a shape's first timing. The first shape timed after the largest
-    ones read up to 12 % slow through ~100 ms of calls (d=64 after B=32 x 128K: 158.8 vs ~141 us
-    timed later in the same process, 2026-11-28); cause not established (a clock or power dip
-    after a heavy phase would fit). The SM clock is printed with each shape."""
-    torch.cuda.synchronize()
-    time.sleep(0.5)
-
-
 def sdpa(backend, q4, k, v):
     with sdpa_kernel(backend):
         return F.scaled_dot_product_attention(q4, k, v, enable_gqa=True)
@@ -158,7 +148,6 @@ def dense_rows(lib, timer, shapes, with_scores):
         k, v = pr.contiguous()
         q4 = pr.q.unsqueeze(2)
         ours = dense_runner(lib, pr)
-        settle()
         # Warm-up long enough to outlast the slow stretch that follows the previous shape's fp32
         # reference (the next ~100 calls read 10-13 % slow, 2026-11-28; cause not established).
         timer.median_us(ours, [()], reps=150)
@@ -172,7 +161,10 @@ def dense_rows(lib, timer, shapes, with_scores):
             blk = torch.empty(b, hkv, n // 64, device="cuda", dtype=torch.float32)
             t_tok = timed(timer, dense_runner(lib, pr, tok, 1))
             t_blk = timed(timer, dense_runner(lib, pr, blk, 64))
-            t_again = timed(timer, ours)  # the first figure again, after the baselines: shows any order effect
+        # The first figure again, after the baselines: shows any order effect. The first spot row
+        # (d=64) read 158.8-164.5 us first and ~146 when timed later in the same process
+        # (2026-11-28), with the SM clock at 1980 MHz and after 0.5 s idle; cause not established.
+        t_again = timed(timer, ours)
         # Checked after the timings (HND included): the fp32 reference computed right before a
         # timing made the next ~100 calls read 10-13 % slow (2026-11-28). The HND output is checked
         # when HND was timed, the NHD one otherwise.
@@ -221,7 +213,6 @@ def gather_rows(lib, timer):
             return F.scaled_dot_product_attention(q4, k.gather(2, idx), v.gather(2, idx), enable_gqa=True)
 
         ours_tok = gather_runner(lib, pr, tok, 1)
-        settle()
         timer.median_us(ours_tok, [()], reps=150)  # warm-up, as for dense
         t_tok = timed(timer, ours_tok)
         t_blk = timed(timer, gather_runner(lib, pr, blocks, 64))

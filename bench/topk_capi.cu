@@ -8,8 +8,8 @@
 
 namespace {
 
-struct SmallSegments4KPolicy : hylra::BatchedTopKPolicy {  // 512 threads from 4K keys per CTA up (before 5e65cbd)
-  static constexpr int kSmallSegmentKeys = 4096;
+struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row while the grid is small
+  static constexpr int kMaxClusterSize = 16;
 };
 struct FullWavePolicy : hylra::BatchedTopKPolicy {  // plans one wave as every CTA slot (before this commit)
   static constexpr int kWavePercent = 100;
@@ -18,7 +18,7 @@ struct FullWavePolicy : hylra::BatchedTopKPolicy {  // plans one wave as every C
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<SmallSegments4KPolicy>{});
+    case 1: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
     case 2: return f(hylra::TypeTag<FullWavePolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
@@ -31,7 +31,7 @@ extern "C" {
 __attribute__((visibility("default"))) int hylra_topk_num_variants() { return 3; }
 
 __attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
-  static const char* const kNames[] = {"default", "256 threads up to 4K keys only", "one wave = every CTA slot"};
+  static const char* const kNames[] = {"default", "16 CTAs for few rows", "one wave = every CTA slot"};
   return variant >= 0 && variant < 3 ? kNames[variant] : "";
 }
 

@@ -50,10 +50,10 @@ HYLRA_NAMESPACE_BEGIN
 struct BatchedTopKPolicy {
   static constexpr int kThreads = 512;
   // Segments of at most kSmallSegmentKeys keys run in CTAs of kSmallSegmentThreads instead:
-  // measured on H200 (bench/RESULTS.md), 256 threads beat 512 on 1K-, 4K- and 8K-key segments
-  // (8x8K fp32 11.2 vs 12.7 us; 64x32K as 4 x 8K, 22.1 vs 24.2) and lose on 16K-key ones
-  // (64x128K 55.1 vs 48.3).
-  static constexpr int kSmallSegmentKeys = 8192;
+  // measured on H200 (bench/RESULTS.md), 256 threads beat 512 on 1K- and 4K-key segments
+  // (8x8K fp32 11.2 vs 12.7 us, 64x32K as 8 x 4K 33.2 vs 36.2) and lose on 8K-key ones (64x32K
+  // as 4 x 8K 26.9 vs 24.3) and 16K-key ones (64x128K 55.1 vs 48.3).
+  static constexpr int kSmallSegmentKeys = 4096;
   static constexpr int kSmallSegmentThreads = 256;
   // Bits of the first radix digit, counted while the row is loaded (capped at the key width).
   // Wide, so that the k-th score's bucket is narrow: 11 bits of an fp32 or bf16 key are a

@@ -36,15 +36,6 @@ struct DecodePolicy {
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
-  // K/V cp.async with an L2 evict-first policy (kStreamKv) measured no gain once the harness's
-  // L2 flush left clean lines instead of dirty ones (gather B=8 29.9 vs 29.8 us, dense plain
-  // equal; 2026-11-28, H200): its gains under the dirty flush (gather B=8 35.8 -> 31.8 us) were
-  // write-backs of the flush's lines avoided, and dense lost 2-5 % there. Off. Exported token
-  // scores are stored evict-last (kKeepScores): the top-k that reads them next finds them in L2
-  // and their write-back (~1.7 us per MB inside the kernel) leaves the K/V stream; it helps while
-  // they fit beside the stream (8 MB: export 1.05x -> 1.03x), not at 33 MB.
-  static constexpr bool kStreamKv = false;
-  static constexpr bool kKeepScores = true;
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
   static constexpr int kDenseChunkAlign = 128;
   static constexpr int kDenseMinChunk = 256;
@@ -243,7 +234,6 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     const std::uint32_t lane_valid = valid >> copy_row;
     T* k_tile = my_ring + stage * Smem::kStageElems;
     T* v_tile = k_tile + Smem::kTileElems;
-    const std::uint64_t policy = Policy::kStreamKv ? l2_evict_first_policy() : 0;
 #pragma unroll
     for (int m = 0; m < kRowsPerLane; ++m) {
       const T* k_src = reinterpret_cast<const T*>(
@@ -254,13 +244,11 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
 #pragma unroll
       for (int g = 0; g < kLinesPerRow; ++g) {
         const int src = (copy_sub + kLanesPerRow * g) * kVecElems<T>;
-        if constexpr (Policy::kStreamKv) {
-          cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes, policy);
-          cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes, policy);
-        } else {
-          cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes);
-          cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes);
-        }
+        // K/V keep the default L2 policy: evict-first measured no gain once the benchmark's L2
+        // flush left clean lines (gather B=8 29.9 vs 29.8 us; H200, 2026-11-28), and cost dense
+        // decode 2-5 % under a flush that leaves dirty ones (bench/RESULTS.md).
+        cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes);
+        cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes);
       }
     }
   };
@@ -354,10 +342,10 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
         const float z = reduce_scatter_group_max(x, lane, &v);
         const int pos = tile_pos + 8 * (v >> 1) + 2 * t + (v & 1);
         if ((kTile == 32 || (lane & 4) == 0) && pos < score_row_length) {
-          if constexpr (Policy::kKeepScores)
-            store_with_policy(score_row + pos, z * kLn2, l2_evict_last_policy());
-          else
-            score_row[pos] = z * kLn2;
+          // Evict-last: the top-k that reads the scores next finds them in L2, and their
+          // write-back (~1.7 us per MB inside this kernel) leaves the K/V stream. It pays while
+          // they fit beside the stream (8 MB: export 1.05x -> 1.03x), not at 33 MB.
+          store_with_policy(score_row + pos, z * kLn2, l2_evict_last_policy());
         }
       } else if (kTile > 16 && p.scores.block_size < kTile) {
         // Two 16-slot blocks per tile: lane bit 4 picks the block, then a butterfly over the rest.

@@ -18,20 +18,8 @@ HYLRA_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes));
 }
 
-// The same copy with an L2 cache policy (createpolicy), e.g. evict-first for data read once.
-HYLRA_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes, std::uint64_t policy) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(gmem),
-               "r"(src_bytes), "l"(policy));
-}
-
-// L2 policies for all of an access's lines: evict first (streamed once) or evict last (read
-// again soon, e.g. by the next kernel).
-HYLRA_DEVICE std::uint64_t l2_evict_first_policy() {
-  std::uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
-  return policy;
-}
+// An L2 policy for all of an access's lines: evict last (read again soon, e.g. by the next
+// kernel).
 HYLRA_DEVICE std::uint64_t l2_evict_last_policy() {
   std::uint64_t policy;
   asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));

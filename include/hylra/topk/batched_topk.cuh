@@ -23,8 +23,9 @@
 // When T holds more candidates than the buffer (many equal scores) or segments are small, the
 // cluster instead refines T with further radix passes (8-bit digits) over the keys in shared
 // memory and the same classify pass writes the ties directly; the choice comes from the
-// cluster-wide histogram and the segment size, the same in every CTA. Global traffic: the row read once, k outputs written. No workspace, no host
-// synchronisation, a grid fixed by (R, N): the call is CUDA-graph capturable.
+// cluster-wide histogram and the segment size, the same in every CTA. Global traffic: the row
+// read once, k outputs written. No workspace, no host synchronisation, a grid fixed by (R, N):
+// the call is CUDA-graph capturable.
 #pragma once
 
 #include <cooperative_groups.h>
@@ -465,8 +466,8 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
     }
     return masks;
   };
-  // The first chunks' masks stay in registers for the write loop (cached segments are one chunk
-  // per thread, uncached ones up to two), so only longer runs classify a chunk twice.
+  // The first two chunks' masks stay in registers for the write loop (a 16K-key cached segment is
+  // one chunk per thread, a 32K-key uncached one two), so only longer runs classify a chunk twice.
   constexpr int kKeptChunks = 2;
   ChunkMasks kept[kKeptChunks];
   int above_count = 0, tied_count = 0;

@@ -439,7 +439,8 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     for (int e = first + threadIdx.x; e < last; e += Policy::kThreads) score_row[e] = -INFINITY;
   }
 
-  // Combine the warps: per-row statistics first, then the unnormalized accumulators.
+  // Combine the warps: per-row statistics first, then the unnormalized accumulators of the
+  // group's rows (rows g + 8 only exist in groups of more than 8).
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
@@ -454,39 +455,65 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     warp_sum[warp * Policy::kMaxGroup + g + 8] = row_sum[1];
   }
 #pragma unroll
-  for (int n = 0; n < kHeadDim / 8; ++n)
+  for (int r = 0; r < 2; ++r) {
+    if (r == 1 && group <= 8) continue;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
+    for (int n = 0; n < kHeadDim / 8; ++n) {
       float* dst = combine + (warp * Policy::kMaxGroup + g + 8 * r) * kHeadDim + n * 8 + 2 * t;
       dst[0] = acc[n][2 * r];
       dst[1] = acc[n][2 * r + 1];
     }
+  }
   __syncthreads();
 
-  for (int i = threadIdx.x; i < group * kHeadDim; i += Policy::kThreads) {
-    const int row = i / kHeadDim, d = i % kHeadDim;
+  // One thread per row turns the warps' statistics into weights (their rescale over the CTA's
+  // sum, in place of warp_sum) and the row's LSE (in place of warp 0's max), so that the output
+  // loop below is only multiply-adds: no exponential or division per element.
+  if (threadIdx.x < group) {
+    const int row = threadIdx.x;
     float cta_max = -INFINITY;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) cta_max = fmaxf(cta_max, warp_max[w * Policy::kMaxGroup + row]);
-    float sum = 0.0f, o = 0.0f;
-    if (cta_max != -INFINITY) {
+    float scale[kWarps], sum = 0.0f;
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) {
-        const float scale = exp2f(warp_max[w * Policy::kMaxGroup + row] - cta_max);
-        sum += scale * warp_sum[w * Policy::kMaxGroup + row];
-        o += scale * combine[(w * Policy::kMaxGroup + row) * kHeadDim + d];
-      }
+    for (int w = 0; w < kWarps; ++w) {
+      scale[w] = cta_max == -INFINITY ? 0.0f : exp2f(warp_max[w * Policy::kMaxGroup + row] - cta_max);
+      sum += scale[w] * warp_sum[w * Policy::kMaxGroup + row];
     }
-    const float value = sum > 0.0f ? o / sum : 0.0f;
-    const float lse = sum > 0.0f ? (cta_max + log2f(sum)) * kLn2 : -INFINITY;
+    const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) warp_sum[w * Policy::kMaxGroup + row] = scale[w] * inverse;
+    warp_max[row] = sum > 0.0f ? (cta_max + log2f(sum)) * kLn2 : -INFINITY;
+  }
+  __syncthreads();
+  const float* const weight = warp_sum;
+  const float* const row_lse = warp_max;
+
+  // Four consecutive elements per thread and step: 16-byte shared-memory reads and partial stores.
+  constexpr int kQuadsPerRow = kHeadDim / 4;
+  for (int i = threadIdx.x; i < group * kQuadsPerRow; i += Policy::kThreads) {
+    const int row = i / kQuadsPerRow, d = i % kQuadsPerRow * 4;
+    float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float4 part = *reinterpret_cast<const float4*>(combine + (w * Policy::kMaxGroup + row) * kHeadDim + d);
+      const float scale = weight[w * Policy::kMaxGroup + row];
+      o[0] += scale * part.x;
+      o[1] += scale * part.y;
+      o[2] += scale * part.z;
+      o[3] += scale * part.w;
+    }
     const std::int64_t q_row = q_row0 + row;
     if (p.num_splits == 1) {
-      p.out[q_row * kHeadDim + d] = from_float<T>(value);
-      if (p.lse != nullptr && d == 0) p.lse[q_row] = lse;
+      Vec<T, 4> value;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) value.data[e] = from_float<T>(o[e]);
+      value.store(p.out + q_row * kHeadDim + d);
+      if (p.lse != nullptr && d == 0) p.lse[q_row] = row_lse[row];
     } else {
       const std::int64_t state = q_row * p.num_splits + split;
-      p.partial_o[state * kHeadDim + d] = value;
-      if (d == 0) p.partial_lse[state] = lse;
+      *reinterpret_cast<float4*>(p.partial_o + state * kHeadDim + d) = make_float4(o[0], o[1], o[2], o[3]);
+      if (d == 0) p.partial_lse[state] = row_lse[row];
     }
   }
 }

@@ -37,7 +37,8 @@ struct DenseDecodeArguments {
 };
 
 template <typename T, int kHeadDim>
-class DenseDecode {
+class DenseDecode
+    : public detail::SplitKvDecode<DenseDecode<T, kHeadDim>, DenseDecodeArguments<T>, T, kHeadDim, detail::DenseSlots> {
  public:
   using Arguments = DenseDecodeArguments<T>;
 
@@ -52,36 +53,28 @@ class DenseDecode {
     return Status::success();
   }
 
-  // Bytes of workspace run() needs (0 when each sequence fits one chunk). Allocates nothing.
-  static Status workspace_size(const Arguments& args, std::size_t* bytes) {
-    detail::SplitPlan split_plan;
-    HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
-    *bytes = split_plan.workspace_bytes;
-    return Status::success();
-  }
-
   // How run() splits the rows into chunks and merges them, after can_implement (host values only;
-  // for tests and tuning).
+  // for tests and tuning). workspace_size(args, &bytes) and run(args, workspace, bytes, stream)
+  // come from detail::SplitKvDecode.
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    using Policy = detail::DecodePolicy<kHeadDim, false>;
     return detail::plan_splits<T, kHeadDim, detail::DenseSlots>(args.kv.batch_size, args.kv.num_kv_heads,
                                                                 args.num_qo_heads, args.kv.max_seq_len(),
                                                                 Policy::kDenseChunkAlign, Policy::kDenseMinChunk, plan);
   }
 
-  // Graph-capturable: no allocation, no host synchronization, grid sized from host values.
-  static Status run(const Arguments& args, void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
-    detail::SplitPlan split_plan;
-    HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
+ private:
+  using Policy = detail::DecodePolicy<kHeadDim, false>;
+  friend class detail::SplitKvDecode<DenseDecode, Arguments, T, kHeadDim, detail::DenseSlots>;
+
+  static detail::DecodeParams<T> params(const Arguments& args) {
     auto params = detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse);
     params.scores = args.scores;
     // Block scores need whole blocks inside one warp: runs of block_size / kTileSlots tiles.
-    constexpr int kTile = detail::DecodePolicy<kHeadDim, false>::kTileSlots;
-    params.run_shift = args.scores.scores != nullptr && args.scores.block_size > kTile
-                           ? __builtin_ctz(static_cast<unsigned>(args.scores.block_size / kTile))
+    params.run_shift = args.scores.scores != nullptr && args.scores.block_size > Policy::kTileSlots
+                           ? __builtin_ctz(static_cast<unsigned>(args.scores.block_size / Policy::kTileSlots))
                            : 0;
-    return detail::launch_decode<T, kHeadDim, detail::DenseSlots>(params, split_plan, workspace, workspace_bytes, stream);
+    return params;
   }
 };
 
@@ -89,17 +82,13 @@ class DenseDecode {
 // not known at compile time.
 template <typename T>
 Status dense_decode_workspace_size(const DenseDecodeArguments<T>& args, std::size_t* bytes) {
-  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
-    return DenseDecode<T, decltype(head_dim)::value>::workspace_size(args, bytes);
-  });
+  return detail::decode_workspace_size<DenseDecode, T>(args, bytes);
 }
 
 template <typename T>
 Status dense_decode(const DenseDecodeArguments<T>& args, void* workspace, std::size_t workspace_bytes,
                     cudaStream_t stream) {
-  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
-    return DenseDecode<T, decltype(head_dim)::value>::run(args, workspace, workspace_bytes, stream);
-  });
+  return detail::run_decode<DenseDecode, T>(args, workspace, workspace_bytes, stream);
 }
 
 HYLRA_NAMESPACE_END

@@ -33,7 +33,8 @@ struct GatherDecodeArguments {
 };
 
 template <typename T, int kHeadDim>
-class GatherDecode {
+class GatherDecode : public detail::SplitKvDecode<GatherDecode<T, kHeadDim>, GatherDecodeArguments<T>, T, kHeadDim,
+                                                  detail::GatheredSlots> {
  public:
   using Arguments = GatherDecodeArguments<T>;
 
@@ -47,49 +48,38 @@ class GatherDecode {
     return Status::success();
   }
 
-  // Bytes of workspace run() needs (0 when each row fits one chunk). Allocates nothing.
-  static Status workspace_size(const Arguments& args, std::size_t* bytes) {
-    detail::SplitPlan split_plan;
-    HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
-    *bytes = split_plan.workspace_bytes;
-    return Status::success();
-  }
-
   // How run() splits the rows into chunks and merges them, after can_implement (host values only;
-  // for tests and tuning).
+  // for tests and tuning). workspace_size(args, &bytes) and run(args, workspace, bytes, stream)
+  // come from detail::SplitKvDecode.
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    using Policy = detail::DecodePolicy<kHeadDim, true>;
     return detail::plan_splits<T, kHeadDim, detail::GatheredSlots>(
         args.kv.batch_size, args.kv.num_kv_heads, args.num_qo_heads, args.indices.k_max * args.indices.block_size,
         Policy::kGatherChunkAlign, Policy::kGatherMinChunk, plan);
   }
 
-  // Graph-capturable: no allocation, no host synchronization, grid sized from host values.
-  static Status run(const Arguments& args, void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
-    detail::SplitPlan split_plan;
-    HYLRA_RETURN_IF_ERROR(plan(args, &split_plan));
+ private:
+  using Policy = detail::DecodePolicy<kHeadDim, true>;
+  friend class detail::SplitKvDecode<GatherDecode, Arguments, T, kHeadDim, detail::GatheredSlots>;
+
+  static detail::DecodeParams<T> params(const Arguments& args) {
     auto params = detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse);
     params.indices = args.indices;
     params.block_shift = __builtin_ctz(static_cast<unsigned>(args.indices.block_size));
-    return detail::launch_decode<T, kHeadDim, detail::GatheredSlots>(params, split_plan, workspace, workspace_bytes, stream);
+    return params;
   }
 };
 
 // Runtime head-dim dispatch over {64, 128, 256}.
 template <typename T>
 Status gather_decode_workspace_size(const GatherDecodeArguments<T>& args, std::size_t* bytes) {
-  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
-    return GatherDecode<T, decltype(head_dim)::value>::workspace_size(args, bytes);
-  });
+  return detail::decode_workspace_size<GatherDecode, T>(args, bytes);
 }
 
 template <typename T>
 Status gather_decode(const GatherDecodeArguments<T>& args, void* workspace, std::size_t workspace_bytes,
                      cudaStream_t stream) {
-  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
-    return GatherDecode<T, decltype(head_dim)::value>::run(args, workspace, workspace_bytes, stream);
-  });
+  return detail::run_decode<GatherDecode, T>(args, workspace, workspace_bytes, stream);
 }
 
 HYLRA_NAMESPACE_END

@@ -12,6 +12,7 @@
 
 #include "hylra/attention/decode_kernel.cuh"
 #include "hylra/attention/merge.cuh"
+#include "hylra/core/dispatch.hpp"
 #include "hylra/core/launch.hpp"
 
 HYLRA_NAMESPACE_BEGIN
@@ -103,6 +104,43 @@ Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* worksp
 
   const PackedStates<float> partials{params.partial_o, params.partial_lse, plan.num_splits, kHeadDim};
   return launch_merge_states(partials, params.kv.batch_size * params.num_qo_heads, params.out, params.lse, true, stream);
+}
+
+// The host half of DenseDecode and GatherDecode, in the shape of CUTLASS's device adapters:
+// Operation provides can_implement, plan (its split, after can_implement) and params (the kernel
+// parameters, to a friend); workspace_size and run follow from them.
+template <typename Operation, typename Arguments, typename T, int kHeadDim, typename Slots>
+class SplitKvDecode {
+ public:
+  // Bytes of workspace run() needs (0 when each row fits one chunk). Allocates nothing.
+  static Status workspace_size(const Arguments& args, std::size_t* bytes) {
+    SplitPlan split_plan;
+    HYLRA_RETURN_IF_ERROR(Operation::plan(args, &split_plan));
+    *bytes = split_plan.workspace_bytes;
+    return Status::success();
+  }
+
+  // Graph-capturable: no allocation, no host synchronization, grid sized from host values.
+  static Status run(const Arguments& args, void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
+    SplitPlan split_plan;
+    HYLRA_RETURN_IF_ERROR(Operation::plan(args, &split_plan));
+    return launch_decode<T, kHeadDim, Slots>(Operation::params(args), split_plan, workspace, workspace_bytes, stream);
+  }
+};
+
+// Runtime head-dim dispatch of a decode operation (DenseDecode or GatherDecode) over {64, 128, 256}.
+template <template <typename, int> class Operation, typename T, typename Arguments>
+Status decode_workspace_size(const Arguments& args, std::size_t* bytes) {
+  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
+    return Operation<T, decltype(head_dim)::value>::workspace_size(args, bytes);
+  });
+}
+
+template <template <typename, int> class Operation, typename T, typename Arguments>
+Status run_decode(const Arguments& args, void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
+  return dispatch_head_dim(args.kv.head_dim, [&](auto head_dim) {
+    return Operation<T, decltype(head_dim)::value>::run(args, workspace, workspace_bytes, stream);
+  });
 }
 
 // Checks shared by both decode operations; `head_dim` must equal kHeadDim.

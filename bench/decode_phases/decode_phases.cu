@@ -1,0 +1,252 @@
+// Where a split-KV decode call spends its time: runs DenseDecode / GatherDecode built from the
+// instrumented copies of decode_kernel.cuh and merge.cuh (instrument_decode.py; CMake generates
+// them) on the benchmark's shapes (bf16, Hq 32, Hkv 8, d 128, page 64, shuffled block table),
+// L2 flushed by a 256 MB write before each call, and prints for the decode CTAs the median /
+// p90 / max of each phase, and for the whole call the decode and merge kernels' spans on the
+// global timer against the CUDA-event time. GPU machine:
+//   cmake --build build --target decode_phases && build/bench/decode_phases/decode_phases [dense|gather B N]
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hylra/attention/decode.cuh"  // with the instrumented kernels: their directory comes first
+#include "hylra/attention/gather.cuh"
+
+namespace {
+
+using T = __nv_bfloat16;
+constexpr int kStampsPerCta = 16, kTimerSlot = 8;
+constexpr int kHq = 32, kHkv = 8, kHeadDim = 128, kPage = 64, kGatherK = 2048;
+constexpr int kMaxMergeCtas = 1 << 14;
+constexpr const char* kPhases[] = {"index / q loaded (first entry)", "page looked up (first entry)",
+                                   "first K/V tile arrived",         "remaining tiles",
+                                   "warps combined, weights",        "output or partial written"};
+
+#define CHECK_CUDA(call)                                                                         \
+  do {                                                                                           \
+    const cudaError_t error = (call);                                                            \
+    if (error != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(error));        \
+      std::exit(1);                                                                              \
+    }                                                                                            \
+  } while (0)
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+__global__ void fill_uniform(T* data, std::size_t n, unsigned seed) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed;
+    h ^= h >> 13;
+    h *= 0x5bd1e995u;
+    h ^= h >> 15;
+    data[i] = __float2bfloat16(static_cast<float>(h & 0xFFFF) / 32768.0f - 1.0f);
+  }
+}
+
+__global__ void empty_kernel() {}
+
+// CUDA-event time of an empty kernel, L2 flushed before each call as below: the floor under
+// every event time this tool prints.
+double empty_launch_us() {
+  char* flush = nullptr;
+  constexpr std::size_t kFlushBytes = 256u << 20;
+  CHECK_CUDA(cudaMalloc(&flush, kFlushBytes));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  std::vector<double> us;
+  for (int rep = 0; rep < 40; ++rep) {
+    CHECK_CUDA(cudaMemset(flush, rep, kFlushBytes));
+    CHECK_CUDA(cudaEventRecord(start));
+    empty_kernel<<<1, 32>>>();
+    CHECK_CUDA(cudaEventRecord(stop));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    us.push_back(ms * 1e3);
+  }
+  CHECK_CUDA(cudaFree(flush));
+  CHECK_CUDA(cudaEventDestroy(start));
+  CHECK_CUDA(cudaEventDestroy(stop));
+  return percentile(us, 0.5);
+}
+
+template <typename U>
+U* device_copy(const std::vector<U>& host) {
+  U* ptr = nullptr;
+  CHECK_CUDA(cudaMalloc(&ptr, host.size() * sizeof(U)));
+  CHECK_CUDA(cudaMemcpy(ptr, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice));
+  return ptr;
+}
+
+void profile(bool gather, int batch, int n) {
+  const int pages = batch * n / kPage;
+  const std::size_t kv_elems = static_cast<std::size_t>(pages) * kPage * kHkv * kHeadDim;
+  const std::size_t q_elems = static_cast<std::size_t>(batch) * kHq * kHeadDim;
+  T *k = nullptr, *v = nullptr, *q = nullptr, *out = nullptr;
+  CHECK_CUDA(cudaMalloc(&k, kv_elems * sizeof(T)));
+  CHECK_CUDA(cudaMalloc(&v, kv_elems * sizeof(T)));
+  CHECK_CUDA(cudaMalloc(&q, q_elems * sizeof(T)));
+  CHECK_CUDA(cudaMalloc(&out, q_elems * sizeof(T)));
+  fill_uniform<<<1024, 256>>>(k, kv_elems, 1);
+  fill_uniform<<<1024, 256>>>(v, kv_elems, 2);
+  fill_uniform<<<64, 256>>>(q, q_elems, 3);
+  std::mt19937 rng(7);
+  std::vector<int> table(pages);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng);
+  std::vector<int> ids, perm(n);
+  for (int row = 0; gather && row < batch * kHkv; ++row) {  // kGatherK distinct tokens per (sequence, head)
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    ids.insert(ids.end(), perm.begin(), perm.begin() + kGatherK);
+  }
+  int* table_d = device_copy(table);
+  int* lens_d = device_copy(std::vector<int>(batch, n));
+  int* ids_d = gather ? device_copy(ids) : nullptr;
+  const auto kv = hylra::make_paged_kv_cache<const T>(hylra::KvLayout::kNHD, k, v, pages, kPage, kHkv, kHeadDim,
+                                                       table_d, n / kPage, lens_d, batch);
+
+  hylra::DenseDecode<T, kHeadDim>::Arguments dense;
+  hylra::GatherDecode<T, kHeadDim>::Arguments sparse;
+  dense.q = sparse.q = q;
+  dense.kv = sparse.kv = kv;
+  dense.num_qo_heads = sparse.num_qo_heads = kHq;
+  dense.sm_scale = sparse.sm_scale = 0.088f;
+  dense.out = sparse.out = out;
+  sparse.indices = hylra::IndexList{ids_d, nullptr, batch, kHkv, kGatherK, 1};
+  hylra::detail::SplitPlan plan;
+  const hylra::Status planned = gather ? hylra::GatherDecode<T, kHeadDim>::plan(sparse, &plan)
+                                       : hylra::DenseDecode<T, kHeadDim>::plan(dense, &plan);
+  if (!planned.ok()) {
+    std::fprintf(stderr, "plan: %s\n", hylra::to_string(planned).c_str());
+    std::exit(1);
+  }
+  void* workspace = nullptr;
+  if (plan.workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, plan.workspace_bytes));
+  const auto call = [&] {
+    const hylra::Status status =
+        gather ? hylra::GatherDecode<T, kHeadDim>::run(sparse, workspace, plan.workspace_bytes, nullptr)
+               : hylra::DenseDecode<T, kHeadDim>::run(dense, workspace, plan.workspace_bytes, nullptr);
+    if (!status.ok()) {
+      std::fprintf(stderr, "run: %s\n", hylra::to_string(status).c_str());
+      std::exit(1);
+    }
+  };
+
+  const int ctas = plan.num_splits * kHkv * batch;
+  long long *decode_stamps = nullptr, *merge_stamps = nullptr;
+  CHECK_CUDA(cudaMalloc(&decode_stamps, sizeof(long long) * kStampsPerCta * ctas));
+  CHECK_CUDA(cudaMalloc(&merge_stamps, sizeof(long long) * kStampsPerCta * kMaxMergeCtas));
+  char* flush = nullptr;
+  constexpr std::size_t kFlushBytes = 256u << 20;  // more than the 60 MB L2
+  CHECK_CUDA(cudaMalloc(&flush, kFlushBytes));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  int clock_khz = 0;
+  CHECK_CUDA(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
+  const auto set_tables = [&](long long* decode_table, long long* merge_table) {
+    CHECK_CUDA(cudaMemcpyToSymbol(g_decode_phase_stamps, &decode_table, sizeof(decode_table)));
+    CHECK_CUDA(cudaMemcpyToSymbol(g_merge_phase_stamps, &merge_table, sizeof(merge_table)));
+  };
+  set_tables(nullptr, nullptr);
+  for (int i = 0; i < 50; ++i) call();  // warm-up
+  CHECK_CUDA(cudaDeviceSynchronize());
+
+  // Odd calls are stamped, even ones not: the event times of both show what the stamps cost.
+  std::vector<double> plain_us, stamped_us, decode_span, merge_first_start, merge_last_released, merge_last_end;
+  std::vector<double> phase[6];
+  std::vector<long long> d(static_cast<std::size_t>(kStampsPerCta) * ctas), m(static_cast<std::size_t>(kStampsPerCta) * kMaxMergeCtas);
+  for (int rep = 0; rep < 40; ++rep) {
+    const bool stamped = rep % 2 == 1;
+    set_tables(stamped ? decode_stamps : nullptr, stamped ? merge_stamps : nullptr);
+    CHECK_CUDA(cudaMemset(decode_stamps, 0, sizeof(long long) * d.size()));
+    CHECK_CUDA(cudaMemset(merge_stamps, 0, sizeof(long long) * m.size()));
+    CHECK_CUDA(cudaMemset(flush, rep, kFlushBytes));
+    CHECK_CUDA(cudaEventRecord(start));
+    call();
+    CHECK_CUDA(cudaEventRecord(stop));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    (stamped ? stamped_us : plain_us).push_back(ms * 1e3);
+    if (!stamped) continue;
+    CHECK_CUDA(cudaMemcpy(d.data(), decode_stamps, sizeof(long long) * d.size(), cudaMemcpyDeviceToHost));
+    CHECK_CUDA(cudaMemcpy(m.data(), merge_stamps, sizeof(long long) * m.size(), cudaMemcpyDeviceToHost));
+    long long first = LLONG_MAX, last = 0;
+    for (int c = 0; c < ctas; ++c) {
+      first = std::min(first, d[c * kStampsPerCta + kTimerSlot]);
+      last = std::max(last, d[c * kStampsPerCta + kTimerSlot + 6]);
+      for (int p = 1; p <= 6; ++p)
+        if (d[c * kStampsPerCta + p] != 0 && d[c * kStampsPerCta + p - 1] != 0)
+          phase[p - 1].push_back(static_cast<double>(d[c * kStampsPerCta + p] - d[c * kStampsPerCta + p - 1]) * 1e3 / clock_khz);
+    }
+    decode_span.push_back(static_cast<double>(last - first) * 1e-3);
+    long long merge_start = LLONG_MAX, merge_released = 0, merge_end = 0;
+    for (int c = 0; c < kMaxMergeCtas; ++c) {
+      if (m[c * kStampsPerCta + kTimerSlot] == 0) continue;
+      merge_start = std::min(merge_start, m[c * kStampsPerCta + kTimerSlot]);
+      merge_released = std::max(merge_released, m[c * kStampsPerCta + kTimerSlot + 1]);
+      merge_end = std::max(merge_end, m[c * kStampsPerCta + kTimerSlot + 2]);
+    }
+    if (merge_end != 0) {
+      merge_first_start.push_back(static_cast<double>(merge_start - first) * 1e-3);
+      merge_last_released.push_back(static_cast<double>(merge_released - first) * 1e-3);
+      merge_last_end.push_back(static_cast<double>(merge_end - first) * 1e-3);
+    }
+  }
+
+  std::printf("\n### %s B=%d N=%d%s: %d CTAs (%d splits x %d heads x %d), %d slots per chunk\n\n",
+              gather ? "gather" : "dense", batch, n, gather ? ", k = 2048 tokens" : "", ctas, plan.num_splits, kHkv,
+              batch, plan.chunk_slots);
+  std::printf("event time %.2f us (stamped calls %.2f); on the global timer from the first decode CTA's start: "
+              "decode ends %.2f",
+              percentile(plain_us, 0.5), percentile(stamped_us, 0.5), percentile(decode_span, 0.5));
+  if (!merge_last_end.empty())
+    std::printf(", merge starts %.2f, leaves griddepcontrol.wait %.2f, ends %.2f", percentile(merge_first_start, 0.5),
+                percentile(merge_last_released, 0.5), percentile(merge_last_end, 0.5));
+  std::printf(" us (medians)\n\n| decode CTA phase, ends when | median us | p90 us | max us |\n|---|---|---|---|\n");
+  for (int p = 0; p < 6; ++p)
+    std::printf("| %s | %.2f | %.2f | %.2f |\n", kPhases[p], percentile(phase[p], 0.5), percentile(phase[p], 0.9),
+                percentile(phase[p], 1.0));
+  for (void* ptr : {static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(q), static_cast<void*>(out),
+                    static_cast<void*>(table_d), static_cast<void*>(lens_d), static_cast<void*>(ids_d), workspace,
+                    static_cast<void*>(decode_stamps), static_cast<void*>(merge_stamps), static_cast<void*>(flush)})
+    CHECK_CUDA(cudaFree(ptr));
+  CHECK_CUDA(cudaEventDestroy(start));
+  CHECK_CUDA(cudaEventDestroy(stop));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4) {
+    profile(std::string(argv[1]) == "gather", std::atoi(argv[2]), std::atoi(argv[3]));
+    return 0;
+  }
+  if (argc != 1) {
+    std::fprintf(stderr, "usage: %s [dense|gather B N]\n", argv[0]);
+    return 2;
+  }
+  std::printf("event time of an empty kernel after the same L2 flush: %.2f us\n", empty_launch_us());
+  profile(true, 1, 32768);
+  profile(true, 8, 32768);
+  profile(true, 32, 32768);
+  profile(false, 1, 8192);
+  profile(false, 1, 32768);
+  profile(false, 1, 131072);
+  return 0;
+}

@@ -19,6 +19,8 @@
 #include "hylra/attention/decode.cuh"  // with the instrumented kernels: their directory comes first
 #include "hylra/attention/gather.cuh"
 
+#include "../phase_timeline.hpp"  // CHECK_CUDA, percentile
+
 namespace {
 
 using T = __nv_bfloat16;
@@ -28,21 +30,6 @@ constexpr int kMaxMergeCtas = 1 << 14;
 constexpr const char* kPhases[] = {"index / q loaded (first entry)", "page looked up (first entry)",
                                    "first K/V tile arrived",         "remaining tiles",
                                    "warps combined, weights",        "output or partial written"};
-
-#define CHECK_CUDA(call)                                                                         \
-  do {                                                                                           \
-    const cudaError_t error = (call);                                                            \
-    if (error != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(error));        \
-      std::exit(1);                                                                              \
-    }                                                                                            \
-  } while (0)
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
-}
 
 __global__ void fill_uniform(T* data, std::size_t n, unsigned seed) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;

@@ -15,6 +15,8 @@
 
 #include "hylra/topk/batched_topk.cuh"  // the instrumented copy: its directory comes first
 
+#include "../phase_timeline.hpp"  // CHECK_CUDA, percentile
+
 namespace {
 
 constexpr int kStampsPerCta = 16;
@@ -22,20 +24,6 @@ constexpr const char* kPhases[] = {"clear + arrive",      "load + histogram",   
                                    "histogram push",      "cluster sync",       "bucket find",
                                    "classify + count",    "scan + cluster sync", "write",
                                    "padding + barrier",   "refine (first CTA)"};
-
-#define CHECK_CUDA(call)                                                                         \
-  do {                                                                                           \
-    const cudaError_t error = (call);                                                            \
-    if (error != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(error));        \
-      std::exit(1);                                                                              \
-    }                                                                                            \
-  } while (0)
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
-}
 
 template <typename T>
 void profile(int rows, int n, int k, const char* dtype) {

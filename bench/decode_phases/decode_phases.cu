@@ -26,7 +26,6 @@ namespace {
 using T = __nv_bfloat16;
 constexpr int kStampsPerCta = 16, kTimerSlot = 8;
 constexpr int kHq = 32, kHkv = 8, kHeadDim = 128, kPage = 64, kGatherK = 2048;
-constexpr int kMaxMergeCtas = 1 << 14;
 constexpr const char* kPhases[] = {"index / q loaded (first entry)", "page looked up (first entry)",
                                    "first K/V tile arrived",         "remaining tiles",
                                    "warps combined, weights",        "output or partial written"};
@@ -134,9 +133,10 @@ void profile(bool gather, int batch, int n) {
   };
 
   const int ctas = plan.num_splits * kHkv * batch;
+  const int merge_ctas = batch * kHq;  // the merge grid never exceeds one CTA per query row
   long long *decode_stamps = nullptr, *merge_stamps = nullptr;
   CHECK_CUDA(cudaMalloc(&decode_stamps, sizeof(long long) * kStampsPerCta * ctas));
-  CHECK_CUDA(cudaMalloc(&merge_stamps, sizeof(long long) * kStampsPerCta * kMaxMergeCtas));
+  CHECK_CUDA(cudaMalloc(&merge_stamps, sizeof(long long) * kStampsPerCta * merge_ctas));
   char* flush = nullptr;
   constexpr std::size_t kFlushBytes = 256u << 20;  // more than the 60 MB L2
   CHECK_CUDA(cudaMalloc(&flush, kFlushBytes));
@@ -156,7 +156,7 @@ void profile(bool gather, int batch, int n) {
   // Odd calls are stamped, even ones not: the event times of both show what the stamps cost.
   std::vector<double> plain_us, stamped_us, decode_span, merge_first_start, merge_last_released, merge_last_end;
   std::vector<double> phase[6];
-  std::vector<long long> d(static_cast<std::size_t>(kStampsPerCta) * ctas), m(static_cast<std::size_t>(kStampsPerCta) * kMaxMergeCtas);
+  std::vector<long long> d(static_cast<std::size_t>(kStampsPerCta) * ctas), m(static_cast<std::size_t>(kStampsPerCta) * merge_ctas);
   for (int rep = 0; rep < 40; ++rep) {
     const bool stamped = rep % 2 == 1;
     set_tables(stamped ? decode_stamps : nullptr, stamped ? merge_stamps : nullptr);
@@ -183,7 +183,7 @@ void profile(bool gather, int batch, int n) {
     }
     decode_span.push_back(static_cast<double>(last - first) * 1e-3);
     long long merge_start = LLONG_MAX, merge_released = 0, merge_end = 0;
-    for (int c = 0; c < kMaxMergeCtas; ++c) {
+    for (int c = 0; c < merge_ctas; ++c) {
       if (m[c * kStampsPerCta + kTimerSlot] == 0) continue;
       merge_start = std::min(merge_start, m[c * kStampsPerCta + kTimerSlot]);
       merge_released = std::max(merge_released, m[c * kStampsPerCta + kTimerSlot + 1]);

@@ -15,7 +15,6 @@
 #include <cstddef>
 
 #include "hylra/attention/split_kv.cuh"
-#include "hylra/core/dispatch.hpp"
 #include "hylra/layout/index_list.hpp"
 
 HYLRA_NAMESPACE_BEGIN

@@ -162,8 +162,8 @@ def dense_rows(lib, timer, shapes, with_scores):
             t_tok = timed(timer, dense_runner(lib, pr, tok, 1))
             t_blk = timed(timer, dense_runner(lib, pr, blk, 64))
         # The first figure again, after the baselines: shows any order effect. The first spot row
-        # (d=64) read 158.8-164.5 us first and ~146 when timed later in the same process
-        # (2026-11-28), with the SM clock at 1980 MHz and after 0.5 s idle; cause not established.
+        # (d=64), timed right after the B=32 rows, reads 158.8-164.5 us first and ~146 again; timed
+        # first in a process of its own it reads 145.8 (2026-11-28). Cause not established.
         t_again = timed(timer, ours)
         # Checked after the timings (HND included): the fp32 reference computed right before a
         # timing made the next ~100 calls read 10-13 % slow (2026-11-28). The HND output is checked
@@ -188,7 +188,8 @@ def dense_rows(lib, timer, shapes, with_scores):
         del ref, nhd_out
         rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_blk, t_hnd, err))
         print(f"dense B={b} N={n} Hq={hq} d={d}: {t:.1f} us, cuDNN {t_cudnn:.1f}, flash {t_flash:.1f}, "
-              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, again {t_again:.1f}, max|err| vs fp32 {err:.2e}, "
+              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, again {t_again:.1f}, "
+              f"max|err| vs fp32 {f'{err:.2e}' if has_ref else 'not computed (no fp32 reference at this size)'}, "
               f"SM clock before/after {clock:.0f}/{sm_clock():.0f} MHz",
               flush=True)
         del pr

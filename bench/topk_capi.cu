@@ -11,9 +11,11 @@ namespace {
 struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row while the grid is small
   static constexpr int kMaxClusterSize = 16;
 };
-struct FullWavePolicy : hylra::BatchedTopKPolicy {  // plans one wave as every CTA slot (before this commit)
+struct FullWavePolicy : hylra::BatchedTopKPolicy {  // plans one wave as every CTA slot, not 90 % of them
   static constexpr int kWavePercent = 100;
 };
+
+constexpr int kVariants = 3;
 
 template <typename F>
 auto with_policy(int variant, F&& f) {
@@ -28,11 +30,11 @@ auto with_policy(int variant, F&& f) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) int hylra_topk_num_variants() { return 3; }
+__attribute__((visibility("default"))) int hylra_topk_num_variants() { return kVariants; }
 
 __attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
-  static const char* const kNames[] = {"default", "16 CTAs for few rows", "one wave = every CTA slot"};
-  return variant >= 0 && variant < 3 ? kNames[variant] : "";
+  static const char* const kNames[kVariants] = {"default", "16 CTAs for few rows", "one wave = every CTA slot"};
+  return variant >= 0 && variant < kVariants ? kNames[variant] : "";
 }
 
 // dtype: 0 fp16, 1 bf16, 2 fp32 (hylra::DType); variant: 0 = the default policy.

@@ -45,10 +45,12 @@ def main():
                     raise RuntimeError(f"hylra_topk returned status {status}")
 
             def launch_shape(variant):
-                cluster, segment, cached = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-                lib.hylra_topk_shape(variant, code, rows, n, ctypes.byref(cluster), ctypes.byref(segment),
-                                     ctypes.byref(cached))
-                return f"{cluster.value}x{segment.value}" + ("" if cached.value else " uncached")
+                sampled, ctas, segment, cached = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+                lib.hylra_topk_shape(variant, code, rows, n, k, ctypes.byref(sampled), ctypes.byref(ctas),
+                                     ctypes.byref(segment), ctypes.byref(cached))
+                if sampled.value:
+                    return f"sampled {ctas.value}x{segment.value}"
+                return f"{ctas.value}x{segment.value}" + ("" if cached.value else " uncached")
 
             def torch_topk(x):
                 torch.topk(x, k, dim=1, sorted=False)
@@ -76,7 +78,7 @@ def main():
 
     print()
     print(harness.header("Top-k: hylra BatchedTopK vs torch.topk(sorted=False)"))
-    print("| rows×N×k | dtype | hylra µs | hylra GB/s | torch.topk µs | × torch | FlashInfer µs (issue) | × FlashInfer | CTAs/row × keys/CTA |")
+    print("| rows×N×k | dtype | hylra µs | hylra GB/s | torch.topk µs | × torch | FlashInfer µs (issue) | × FlashInfer | method: CTAs/row × keys/CTA |")
     print("|---|---|---|---|---|---|---|---|---|")
     for shape, dname, th, gbs, tt, ratio, fi, fratio, split, _ in rows_out:
         print(f"| {shape} | {dname} | {th:.1f} | {gbs:.0f} | {tt:.1f} | {ratio:.1f} | {fi} | {fratio:.2f} | {split} |")

@@ -8,22 +8,44 @@
 
 namespace {
 
-struct Cluster16FewRowsPolicy : hylra::BatchedTopKPolicy {  // 16 CTAs per row while the grid is small
-  static constexpr int kMaxClusterSize = 16;
+struct ClusterOnlyPolicy : hylra::BatchedTopKPolicy {  // the sampled method switched off
+  static constexpr int kSampledMinRows = 0x7FFFFFFF;
 };
-struct FullWavePolicy : hylra::BatchedTopKPolicy {  // plans one wave as every CTA slot, not 90 % of them
-  static constexpr int kWavePercent = 100;
+struct SampledEverywherePolicy : hylra::BatchedTopKPolicy {  // the sampled method wherever it applies
+  static constexpr int kSampledMinRows = 1;
+  static constexpr int kSampledMinCols = 1;
+  static constexpr std::int64_t kSampledMinKeys = 0;
+};
+struct SampledSmallTilesPolicy : SampledEverywherePolicy {  // 32 KB filter tiles, 3 CTAs per SM
+  static constexpr int kFilterKeysPerThread = 16;
+  static constexpr int kFilterCtasPerSm = 3;
 };
 
-constexpr int kVariants = 3;
+constexpr int kVariants = 4;
 
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<Cluster16FewRowsPolicy>{});
-    case 2: return f(hylra::TypeTag<FullWavePolicy>{});
+    case 1: return f(hylra::TypeTag<ClusterOnlyPolicy>{});
+    case 2: return f(hylra::TypeTag<SampledEverywherePolicy>{});
+    case 3: return f(hylra::TypeTag<SampledSmallTilesPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
+}
+
+// One workspace for every call, grown on the first call of a larger shape (the benchmark's
+// correctness check, outside the timed calls).
+void* workspace_for(std::size_t bytes) {
+  static void* buffer = nullptr;
+  static std::size_t capacity = 0;
+  if (bytes > capacity) {
+    cudaFree(buffer);
+    buffer = nullptr;
+    capacity = 0;
+    if (cudaMalloc(&buffer, bytes) != cudaSuccess) return nullptr;
+    capacity = bytes;
+  }
+  return buffer;
 }
 
 }  // namespace
@@ -33,7 +55,8 @@ extern "C" {
 __attribute__((visibility("default"))) int hylra_topk_num_variants() { return kVariants; }
 
 __attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
-  static const char* const kNames[kVariants] = {"default", "16 CTAs for few rows", "one wave = every CTA slot"};
+  static const char* const kNames[kVariants] = {"default", "cluster method only", "sampled wherever it applies",
+                                                     "sampled, 32 KB filter tiles"};
   return variant >= 0 && variant < kVariants ? kNames[variant] : "";
 }
 
@@ -55,28 +78,41 @@ __attribute__((visibility("default"))) int hylra_topk(int variant, int dtype, co
       args.indices = indices;
       args.values = static_cast<T*>(values);
       args.sorted = sorted != 0;
-      return hylra::BatchedTopK<T, Policy>::run(args, nullptr, 0, static_cast<cudaStream_t>(stream));
+      using TopK = hylra::BatchedTopK<T, Policy>;
+      const std::size_t bytes = TopK::workspace_size(args);
+      return TopK::run(args, bytes ? workspace_for(bytes) : nullptr, bytes, static_cast<cudaStream_t>(stream));
     });
   });
   return static_cast<int>(status.code());
 }
 
-// How run() splits rows of this shape: CTAs per row (cluster size), positions per CTA, and
-// whether the keys stay in shared memory.
-__attribute__((visibility("default"))) void hylra_topk_shape(int variant, int dtype, int rows, int cols,
-                                                             int* cluster_size, int* segment, int* cached) {
+// How run() handles this shape: the method (1 sampled, 0 cluster), CTAs per row and positions
+// per CTA (tiles of the filter kernel for the sampled method), and whether the cluster method keeps
+// the keys in shared memory.
+__attribute__((visibility("default"))) void hylra_topk_shape(int variant, int dtype, int rows, int cols, int k,
+                                                             int* sampled, int* ctas_per_row, int* segment,
+                                                             int* cached) {
   int device = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   with_policy(variant, [&](auto policy) {
     using Policy = typename decltype(policy)::type;
-    const auto shape = dtype == static_cast<int>(hylra::DType::kFloat32)
-                           ? hylra::detail::topk_launch_shape<float, Policy>(rows, cols, sms)
-                           : hylra::detail::topk_launch_shape<half, Policy>(rows, cols, sms);
-    *cluster_size = shape.cluster_size;
-    *segment = shape.segment;
-    *cached = shape.cached ? 1 : 0;
-    return 0;
+    return hylra::dispatch_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      typename hylra::BatchedTopK<T, Policy>::Arguments args;
+      args.scores = reinterpret_cast<const T*>(std::uintptr_t{256});  // aligned, as the benchmark's tensors
+      args.row_stride = cols;
+      args.num_rows = rows;
+      args.num_cols = cols;
+      args.k = k;
+      const hylra::detail::SampledPlan<T, Policy> plan(args);
+      const auto shape = hylra::detail::topk_launch_shape<T, Policy>(rows, cols, sms);
+      *sampled = plan.applies(args) ? 1 : 0;
+      *ctas_per_row = *sampled ? plan.tiles_per_row : shape.cluster_size;
+      *segment = *sampled ? plan.kTileKeys : shape.segment;
+      *cached = shape.cached ? 1 : 0;
+      return hylra::Status::success();
+    });
   });
 }
 }

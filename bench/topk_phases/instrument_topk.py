@@ -1,16 +1,16 @@
-"""Writes a copy of batched_topk.cuh with clock64 stamps at the kernel's phase boundaries.
+"""Writes a copy of cluster_select.cuh with clock64 stamps at the kernel's phase boundaries.
 
-    python3 instrument_topk.py <batched_topk.cuh> <out/hylra/topk/batched_topk.cuh>
+    python3 instrument_topk.py <cluster_select.cuh> <out/hylra/topk/cluster_select.cuh>
 
 Thread 0 of every CTA records clock64() after each anchor line below (and %globaltimer plus
 %smid at the start and end) into g_topk_phase_stamps[blockIdx.x][16], which topk_phases.cu
-reads. Each anchor must occur exactly once: when batched_topk.cuh changes, this fails loudly
+reads. Each anchor must occur exactly once: when cluster_select.cuh changes, this fails loudly
 instead of stamping the wrong place.
 """
 import pathlib
 import sys
 
-# (stamp index, phase that ends there, a line of batched_topk.cuh after which the stamp goes)
+# (stamp index, phase that ends there, a line of cluster_select.cuh after which the stamp goes)
 ANCHORS = [
     (0, None, "  const int tid = threadIdx.x;\n"),
     (1, "clear + arrive", "  auto cleared = cluster.barrier_arrive();\n  __syncthreads();\n"),
@@ -23,7 +23,7 @@ ANCHORS = [
     (8, "scan + cluster sync", "      cta_offsets[1] = static_cast<int>(earlier >> 32);\n    }\n  }\n  __syncthreads();\n"),
     (9, "write", "  for (int c = kKeptChunks; c < chunks; ++c) write_chunk(c, classify_chunk(c));\n"),
     (10, "padding + barrier", "  cluster.barrier_wait(std::move(written));\n"),
-    (11, "refine (first CTA)", "    if (slots[i] >= 0) emit(above_total + slots[i], positions[i]);\n"),
+    (11, "refine (first CTA)", "    if (slots[i] >= 0) output.select(above_total + slots[i], positions[i]);\n"),
 ]
 
 PRELUDE = r'''

@@ -19,7 +19,7 @@ template <typename T>
 void check_shape(int rows, int cols, int cluster, int segment, bool cached) {
   CAPTURE(rows);
   CAPTURE(cols);
-  const detail::TopKLaunchShape shape = detail::topk_launch_shape<T>(rows, cols, kSms);
+  const detail::TopKLaunchShape shape = detail::topk_launch_shape<T, BatchedTopKPolicy>(rows, cols, kSms);
   CHECK(shape.cluster_size == cluster);
   CHECK(shape.segment == segment);
   CHECK(shape.cached == cached);
@@ -56,7 +56,7 @@ TEST_CASE_TEMPLATE("topk_launch_shape: invariants", T, float, __nv_bfloat16) {
     for (int cols : {1, 7, 1000, 4096, 8192, 30000, 131072, 300000, 1 << 20}) {
       CAPTURE(rows);
       CAPTURE(cols);
-      const detail::TopKLaunchShape shape = detail::topk_launch_shape<T>(rows, cols, kSms);
+      const detail::TopKLaunchShape shape = detail::topk_launch_shape<T, BatchedTopKPolicy>(rows, cols, kSms);
       const int c = shape.cluster_size;
       REQUIRE(c >= 1);
       CHECK(c <= Policy::kMaxClusterSize);

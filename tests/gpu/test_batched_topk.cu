@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -38,11 +39,12 @@ bool same_bits(T a, T b) {
   return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
 
-// The output of one launch: indices, values and counts as downloaded.
+// The output of one launch: indices, values, counts and the workspace as downloaded.
 template <typename T>
 struct TopKOutput {
   std::vector<std::int32_t> indices, counts;
   std::vector<T> values;
+  std::vector<unsigned char> workspace;
 };
 
 // Runs BatchedTopK on `scores` (c.rows rows of stride c.cols + c.stride_pad) and checks every row
@@ -110,12 +112,15 @@ TopKOutput<T> check_scores(const Case& c, const std::vector<T>& scores, std::mt1
     args.page_size = c.page_size;
     args.rows_per_sequence = rows_per_sequence;
   }
-  REQUIRE(BatchedTopK<T, Policy>::workspace_size(args) == 0);
-  const Status status = BatchedTopK<T, Policy>::run(args, nullptr, 0, nullptr);
+  const std::size_t workspace_bytes = BatchedTopK<T, Policy>::workspace_size(args);
+  DeviceBuffer<unsigned char> workspace(workspace_bytes);
+  workspace.poison();  // stale contents must not matter
+  const Status status = BatchedTopK<T, Policy>::run(args, workspace.ptr, workspace_bytes, nullptr);
   REQUIRE_MESSAGE(status.ok(), to_string(status));
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   const std::vector<std::int32_t> indices = d_indices.download(), counts = d_counts.download();
   const std::vector<T> values = d_values.download();
+  const std::vector<unsigned char> workspace_bytes_after = workspace.download();
 
   const auto translate = [&](int row, int pos) {
     if (c.page_size <= 0) return pos;
@@ -158,7 +163,7 @@ TopKOutput<T> check_scores(const Case& c, const std::vector<T>& scores, std::mt1
       }
     }
   }
-  return {indices, counts, values};
+  return {indices, counts, values, workspace_bytes_after};
 }
 
 template <typename T, typename Policy = BatchedTopKPolicy>
@@ -170,18 +175,18 @@ void check_case(const Case& c, std::mt19937_64& rng) {
 
 const int kSizes[] = {1, 7, 1000, 8192, 131072, 1 << 20};
 
-template <typename T>
+template <typename T, typename Policy = BatchedTopKPolicy>
 void check_size_grid() {
   auto seed = fresh_seed();
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
   for (int n : kSizes) {
     const int rows = n >= (1 << 20) ? 2 : (n >= 131072 ? 3 : 5);
-    for (int k : {1, 64, 2048, 4096, n + 3}) check_case<T>(Case{rows, n, k}, rng);
+    for (int k : {1, 64, 2048, 4096, n + 3}) check_case<T, Policy>(Case{rows, n, k}, rng);
   }
 }
 
-template <typename T>
+template <typename T, typename Policy = BatchedTopKPolicy>
 void check_adversarial() {
   auto seed = fresh_seed();
   CAPTURE(seed);
@@ -191,7 +196,7 @@ void check_adversarial() {
       for (int k : {64, 2048}) {
         Case c{3, n, k, p};
         c.largest = (n + k) % 3 != 0;
-        check_case<T>(c, rng);
+        check_case<T, Policy>(c, rng);
       }
 }
 
@@ -203,34 +208,39 @@ TEST_CASE_TEMPLATE("BatchedTopK selects exactly the reference set over N and k",
 
 TEST_CASE_TEMPLATE("BatchedTopK on adversarial scores", T, float, half, __nv_bfloat16) { check_adversarial<T>(); }
 
-TEST_CASE_TEMPLATE("BatchedTopK unaligned rows, forced positions, sorted output and block tables", T, float,
-                   __nv_bfloat16) {
+template <typename T, typename Policy = BatchedTopKPolicy>
+void check_options() {
   auto seed = fresh_seed();
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
   Case unaligned{4, 1001, 100, Pattern::kFewValues};
   unaligned.stride_pad = 3;
-  check_case<T>(unaligned, rng);
+  check_case<T, Policy>(unaligned, rng);
   Case forced{6, 8192, 256, Pattern::kSpecials};
   forced.sinks = 4;
   forced.recent = 64;
-  check_case<T>(forced, rng);
+  check_case<T, Policy>(forced, rng);
   Case over{3, 300, 16};  // forced positions outnumber k: the lowest positions win
   over.sinks = 10;
   over.recent = 20;
-  check_case<T>(over, rng);
+  check_case<T, Policy>(over, rng);
   for (Pattern p : {Pattern::kNormal, Pattern::kSpecials, Pattern::kFewValues}) {
     Case sorted{5, 20000, 4096, p};
     sorted.sorted = true;
     sorted.largest = p != Pattern::kFewValues;
     sorted.sinks = 2;
-    check_case<T>(sorted, rng);
+    check_case<T, Policy>(sorted, rng);
   }
   Case paged{5, 5000, 333, Pattern::kNormal};
   paged.page_size = 16;
-  check_case<T>(paged, rng);
+  check_case<T, Policy>(paged, rng);
   paged.sorted = true;
-  check_case<T>(paged, rng);
+  check_case<T, Policy>(paged, rng);
+}
+
+TEST_CASE_TEMPLATE("BatchedTopK unaligned rows, forced positions, sorted output and block tables", T, float,
+                   __nv_bfloat16) {
+  check_options<T>();
 }
 
 // Another policy: clusters of up to 16 CTAs (non-portable), 256 threads, a 12-bit first digit
@@ -350,24 +360,122 @@ TEST_CASE_TEMPLATE("BatchedTopK candidate buckets that fit and overflow", T, flo
   check_candidate_buckets<T, SmallCandidatePolicy>(20000, 2048);  // 4 CTAs of 5000 keys
 }
 
-TEST_CASE_TEMPLATE("BatchedTopK output is bitwise reproducible", T, float, __nv_bfloat16) {
+// Three more runs on the same inputs give bitwise the same output: 16 rows of normal scores and
+// rows whose k-th score ties inside a candidate bucket.
+template <typename T, typename Policy>
+void check_reproducible(int bucket_k) {
   auto seed = fresh_seed();
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
   Case normal{16, 131072, 2048};
   const std::vector<T> normal_scores = make_scores<T>(16 * 131072, Pattern::kNormal, rng);
-  Case buckets{0, 131072, 5000};
+  Case buckets{0, 131072, bucket_k};
   buckets.vary_lengths = false;
-  const std::vector<T> bucket_scores = candidate_rows<T, BatchedTopKPolicy>(131072, 5000, true, rng, buckets.rows);
+  const std::vector<T> bucket_scores = candidate_rows<T, Policy>(131072, bucket_k, true, rng, buckets.rows);
   for (const auto& [c, scores] : {std::make_pair(normal, &normal_scores), std::make_pair(buckets, &bucket_scores)}) {
     std::mt19937_64 lengths_rng(seed);  // the same lengths every time
-    const TopKOutput<T> first = check_scores<T>(c, *scores, lengths_rng);
+    const TopKOutput<T> first = check_scores<T, Policy>(c, *scores, lengths_rng);
     for (int again = 0; again < 3; ++again) {
       lengths_rng.seed(seed);
-      const TopKOutput<T> out = check_scores<T>(c, *scores, lengths_rng);
+      const TopKOutput<T> out = check_scores<T, Policy>(c, *scores, lengths_rng);
       REQUIRE(out.indices == first.indices);
       REQUIRE(out.counts == first.counts);
       REQUIRE(std::memcmp(out.values.data(), first.values.data(), sizeof(T) * out.values.size()) == 0);
+    }
+  }
+}
+
+TEST_CASE_TEMPLATE("BatchedTopK output is bitwise reproducible", T, float, __nv_bfloat16) {
+  check_reproducible<T, BatchedTopKPolicy>(5000);
+}
+
+// The sampled-threshold method wherever it applies (the default takes it from 16 rows of 32K).
+struct SampledPolicy : BatchedTopKPolicy {
+  static constexpr int kSampledMinRows = 1;
+  static constexpr int kSampledMinCols = 1;
+  static constexpr std::int64_t kSampledMinKeys = 0;
+};
+
+// ... with a small sample, small tiles and a small candidate capacity: more rows are sampled
+// (not read whole), rows span many tiles, and rows of many equal scores overflow the capacity.
+struct SmallSamplePolicy : SampledPolicy {
+  static constexpr int kSampleThreads = 128;
+  static constexpr int kSampleKeys = 1024;
+  static constexpr int kFilterKeysPerThread = 8;
+  static constexpr int kSampledCapacity = 2048;
+  static constexpr int kMaxSampledTiles = 2048;
+};
+
+// ... with a threshold set 3 standard deviations too high: most rows of normal scores get fewer
+// than k candidates and take the exact one-CTA fallback.
+struct MisjudgedSamplePolicy : SampledPolicy {
+  static constexpr float kSampleSigmas = -3.0f;
+};
+
+TEST_CASE_TEMPLATE("BatchedTopK sampled-threshold method", T, float, half, __nv_bfloat16) {
+  check_size_grid<T, SampledPolicy>();
+  check_adversarial<T, SampledPolicy>();
+  check_options<T, SampledPolicy>();
+  check_candidate_buckets<T, SampledPolicy>(131072, 2048);
+  check_reproducible<T, SampledPolicy>(2048);
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (int n : {40000, 131072}) {  // forced positions over several tiles
+    Case forced{5, n, 2048, Pattern::kSpecials};
+    forced.sinks = 7;
+    forced.recent = 1500;
+    check_case<T, SampledPolicy>(forced, rng);
+    forced.largest = false;
+    forced.pattern = Pattern::kNormal;
+    forced.page_size = 64;
+    check_case<T, SampledPolicy>(forced, rng);
+  }
+}
+
+TEST_CASE_TEMPLATE("BatchedTopK sampled method: small samples and tiles, fallbacks", T, float, __nv_bfloat16) {
+  check_size_grid<T, SmallSamplePolicy>();
+  check_adversarial<T, SmallSamplePolicy>();
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (int n : {8192, 131072, 1 << 20})
+    for (int k : {64, 2048}) {
+      Case misjudged{4, n, k};
+      misjudged.sorted = k == 64;
+      check_case<T, MisjudgedSamplePolicy>(misjudged, rng);
+    }
+}
+
+// Which path each row took, read from the workspace's per-row candidate counts: rows of random
+// normal scores take the fast path (the fallback selects the same set, only slower, so no other
+// test can tell them apart) and a row of equal scores overflows the capacity and falls back.
+TEST_CASE_TEMPLATE("BatchedTopK sampled method: fast path on random rows, fallback on equal ones", T, float,
+                   __nv_bfloat16) {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  constexpr int kRows = 16, kCols = 131072, kEqualRow = 5;
+  Case c{kRows, kCols, 2048};
+  c.vary_lengths = false;
+  std::vector<T> scores = make_scores<T>(static_cast<std::size_t>(kRows) * kCols, Pattern::kNormal, rng);
+  const std::vector<T> equal = make_scores<T>(kCols, Pattern::kAllEqual, rng);
+  std::copy(equal.begin(), equal.end(), scores.begin() + static_cast<std::ptrdiff_t>(kEqualRow) * kCols);
+  TopKOutput<T> out = check_scores<T, SampledPolicy>(c, scores, rng);
+  typename BatchedTopK<T, SampledPolicy>::Arguments args;
+  args.num_rows = kRows;
+  args.num_cols = kCols;
+  const detail::SampledPlan<T, SampledPolicy> plan(args);
+  const auto workspace =
+      detail::SampledWorkspace<T>::in(out.workspace.data(), kRows, plan.tiles_per_row, SampledPolicy::kSampledCapacity);
+  for (int r = 0; r < kRows; ++r) {
+    CAPTURE(r);
+    const int candidates = workspace.counts[r];
+    if (r == kEqualRow) {
+      CHECK(candidates == kCols);  // every score ties with the threshold
+    } else {
+      CHECK(candidates >= c.k);
+      CHECK(candidates <= SampledPolicy::kSampledCapacity);
     }
   }
 }
@@ -400,6 +508,30 @@ TEST_CASE("BatchedTopK reports bad arguments") {
   bad.block_table = dummy_indices;
   CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kInvalidShape);
   CHECK(BatchedTopK<float>::run(bad, nullptr, 0, nullptr) == StatusCode::kInvalidShape);
+  CHECK(BatchedTopK<float>::workspace_size(bad) == 0);
+
+  // The sampled method (64 rows of 128K) needs its workspace.
+  DeviceBuffer<float> scores(64 * 131072);
+  DeviceBuffer<std::int32_t> indices(64 * 2048);
+  auto many = args;
+  many.scores = scores.ptr;
+  many.indices = indices.ptr;
+  many.num_rows = 64;
+  many.num_cols = 131072;
+  many.row_stride = 131072;
+  many.k = 2048;
+  const std::size_t bytes = BatchedTopK<float>::workspace_size(many);
+  CHECK(bytes >= 64u * BatchedTopKPolicy::kSampledCapacity * 8u);
+  DeviceBuffer<unsigned char> workspace(bytes + 16);
+  CHECK(BatchedTopK<float>::run(many, nullptr, 0, nullptr) == StatusCode::kWorkspaceTooSmall);
+  CHECK(BatchedTopK<float>::run(many, workspace.ptr, bytes - 1, nullptr) == StatusCode::kWorkspaceTooSmall);
+  CHECK(BatchedTopK<float>::run(many, workspace.ptr + 4, bytes, nullptr) == StatusCode::kMisaligned);
+  auto unaligned = many;  // rows not 16-byte aligned: the cluster method, no workspace
+  unaligned.row_stride = 131073;
+  CHECK(BatchedTopK<float>::workspace_size(unaligned) == 0);
+  many.k = 8000;  // too many candidates for the sampled method's capacity: the cluster method
+  CHECK(BatchedTopK<float>::workspace_size(many) == 0);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
 }
 
 TEST_CASE_TEMPLATE("BlockPooling then BatchedTopK selects the reference blocks", T, float, half, __nv_bfloat16) {

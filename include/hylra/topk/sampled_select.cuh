@@ -1,0 +1,468 @@
+// Sampled-threshold selection: BatchedTopK's method for many long rows (see batched_topk.cuh for
+// the contract). Three kernels and a workspace, and no cluster barriers:
+// 1. sample_threshold_kernel, one CTA per row: reads kSampleKeys scores (128-byte runs spread
+//    evenly over the row, or the whole row when it is no longer) and, with two radix passes over
+//    them, takes about the sample's key of rank sample_threshold_rank as the row's threshold t:
+//    for scores in random order, at least k and at most the candidate capacity of the row's keys
+//    are >= t, except with a probability of a few in a million (kSampleSigmas standard
+//    deviations of the binomial count). It clears the row's candidate counter.
+// 2. filter_candidates_kernel, one CTA per (row, tile): issues all of its 16-byte loads, then
+//    waits for the sample kernel (a programmatic dependent launch, so the loads overlap it),
+//    compares each key with t and appends the keys >= t to the row's candidate list, in position
+//    order within the tile, at a range reserved with one global atomic per CTA.
+// 3. select_candidates_kernel, one CTA per row, launched while the filter's last wave runs:
+//    reads the candidates back in tile order (so in position order) and selects k of them with
+//    BlockTopK, ties to the lower position; or takes
+//    them all when t admits every valid key and there are at most k. A row whose candidate count
+//    fell outside [k, capacity] (the sample misled: scores sorted along the row, or many equal)
+//    is selected instead by select_row_in_cluster in this one CTA over the whole row: exact, and
+//    slow (one SM re-reads the row several times).
+// Per key: one load and one compare, no shared-memory atomics. Global traffic: the row read once,
+// ~1.5 k candidates written and read back. The grid depends on (R, N) only and nothing is
+// allocated or synchronised: the call is CUDA-graph capturable.
+#pragma once
+
+#include <cub/block/block_scan.cuh>
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "hylra/core/dtype.hpp"
+#include "hylra/core/vec.cuh"
+#include "hylra/topk/block_topk.cuh"
+#include "hylra/topk/cluster_select.cuh"
+#include "hylra/topk/radix_bucket.cuh"
+#include "hylra/topk/radix_key.cuh"
+#include "hylra/topk/topk_arguments.cuh"
+
+HYLRA_NAMESPACE_BEGIN
+namespace detail {
+
+// The sample key of this rank (1 = the largest) becomes a row's threshold: the expected number of
+// the row's k best in a sample of `sample_keys` of its `length` keys, plus `sigmas` standard
+// deviations and 2, so that few rows get fewer than k candidates. When the sample is the whole
+// row, exactly k.
+HYLRA_HOST_DEVICE int sample_threshold_rank(int k, int length, int sample_keys, float sigmas) {
+  if (length <= sample_keys) return k;
+  const float expected = static_cast<float>(k) * static_cast<float>(sample_keys) / static_cast<float>(length);
+  const float rank = ceilf(expected + sigmas * sqrtf(expected) + 2.0f);
+  return rank < 1.0f ? 1 : (rank < static_cast<float>(sample_keys) ? static_cast<int>(rank) : sample_keys);
+}
+
+// The number of candidates a row of `length` keys gets, at the same confidence: the keys the
+// threshold's rank stands for in the row, plus `sigmas` standard deviations.
+HYLRA_HOST_DEVICE float sampled_candidate_bound(int k, int length, int sample_keys, float sigmas) {
+  if (length <= sample_keys) return static_cast<float>(k);  // exactly k unless scores tie at the k-th
+  const float rank = static_cast<float>(sample_threshold_rank(k, length, sample_keys, sigmas));
+  return (rank + sigmas * sqrtf(rank)) * static_cast<float>(length) / static_cast<float>(sample_keys);
+}
+
+// The sampled method's workspace, carved from the caller's buffer: per row a threshold, a
+// candidate count (it may pass the capacity: then nothing past it was written) and, per tile, the
+// first slot and count of its candidates; then the candidates' keys and positions.
+template <typename ScoreT>
+struct SampledWorkspace {
+  using Bits = typename RadixKey<ScoreT>::Bits;
+  Bits* thresholds = nullptr;  // [rows]
+  int* counts = nullptr;       // [rows]
+  int2* tiles = nullptr;       // [rows * tiles_per_row]: (first slot, count)
+  Bits* keys = nullptr;        // [rows * capacity]
+  int* positions = nullptr;    // [rows * capacity]
+
+  // Points the arrays into `base` (16-byte aligned, or 0 to only measure); returns the bytes used.
+  std::size_t carve(std::uintptr_t base, int rows, int tiles_per_row, int capacity) {
+    const std::size_t r = static_cast<std::size_t>(rows), slots = r * static_cast<std::size_t>(capacity);
+    std::size_t used = 0;
+    const auto take = [&](auto*& array, std::size_t count) {
+      array = reinterpret_cast<std::remove_reference_t<decltype(array)>>(base + used);
+      used += (count * sizeof(*array) + 255) / 256 * 256;
+    };
+    take(thresholds, r);
+    take(counts, r);
+    take(tiles, r * static_cast<std::size_t>(tiles_per_row));
+    take(keys, slots);
+    take(positions, slots);
+    return used;
+  }
+  static std::size_t bytes(int rows, int tiles_per_row, int capacity) {
+    return SampledWorkspace{}.carve(0, rows, tiles_per_row, capacity);
+  }
+  static SampledWorkspace in(void* base, int rows, int tiles_per_row, int capacity) {
+    SampledWorkspace w;
+    w.carve(reinterpret_cast<std::uintptr_t>(base), rows, tiles_per_row, capacity);
+    return w;
+  }
+};
+
+// Loads group g (kVec positions from g * kVec) of a row of `length` scores: one 16-byte load when
+// the group is whole, else element by element with NaN past the end.
+template <typename ScoreT>
+HYLRA_DEVICE Vec<ScoreT> load_group(const ScoreT* row_scores, int g, int length) {
+  constexpr int kVec = kVecElems<ScoreT>;
+  if ((g + 1) * kVec <= length) return Vec<ScoreT>::load(row_scores + g * kVec);
+  Vec<ScoreT> v;
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) v.data[e] = g * kVec + e < length ? row_scores[g * kVec + e] : nan_score<ScoreT>();
+  return v;
+}
+
+template <typename ScoreT, typename Policy>
+__global__ void __launch_bounds__(Policy::kSampleThreads, Policy::kSampleCtasPerSm)
+    sample_threshold_kernel(const BatchedTopKArguments<ScoreT> args, SampledWorkspace<ScoreT> workspace) {
+  constexpr int kThreads = Policy::kSampleThreads;
+  constexpr int kVec = kVecElems<ScoreT>;
+  constexpr int kItems = Policy::kSampleKeys / kThreads;  // keys per thread
+  constexpr int kLoads = kItems / kVec;
+  constexpr int kRunGroups = 128 / 16;  // a run is one 128-byte line: 8 groups
+  constexpr int kRuns = Policy::kSampleKeys / (kRunGroups * kVec);
+  static_assert(kItems % kVec == 0 && kRuns * kRunGroups * kVec == Policy::kSampleKeys,
+                "kSampleKeys: a multiple of kSampleThreads 16-byte groups and of 128-byte runs");
+  using Key = RadixKey<ScoreT>;
+  using Bits = typename Key::Bits;
+  // Two radix passes find the threshold: the first digit's bucket holding the rank-th key, then
+  // the next digit inside it. For 32-bit keys the last kSecondShift bits are left at zero: the
+  // threshold may sit up to 2^kSecondShift keys below the rank-th, a few extra candidates.
+  constexpr int kDigitBits = Policy::kSampleDigitBits < Key::kBits ? Policy::kSampleDigitBits : Key::kBits;
+  constexpr int kFirstShift = Key::kBits - kDigitBits;
+  constexpr int kSecondShift = kFirstShift > kDigitBits ? kFirstShift - kDigitBits : 0;  // fp32: 10
+  using Bucket = BlockRadixBucket<kThreads, kDigitBits>;
+  __shared__ int histogram[Bucket::kBins];
+  __shared__ typename Bucket::TempStorage bucket_storage;
+
+#if __CUDA_ARCH__ >= 900
+  // The filter kernel may start now: its loads do not depend on this kernel.
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+  const int row = blockIdx.x;
+  const int length = row_length(args, row);
+  const ScoreT* const row_scores = args.scores + static_cast<std::int64_t>(row) * args.row_stride;
+  const bool whole_row = length <= Policy::kSampleKeys;
+  const int lines = length / (kRunGroups * kVec);  // >= kRuns when the row is sampled
+  int groups[kLoads];
+#pragma unroll
+  for (int l = 0; l < kLoads; ++l) {
+    const int s = l * kThreads + static_cast<int>(threadIdx.x);  // group of the sample
+    groups[l] = whole_row ? s
+                          : static_cast<int>(static_cast<std::int64_t>(s / kRunGroups) * lines / kRuns) * kRunGroups +
+                                s % kRunGroups;
+  }
+  Vec<ScoreT> scores[kLoads];  // every load issued before any is used
+  if (whole_row) {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) scores[l] = load_group(row_scores, groups[l], length);
+  } else {  // every sampled group lies inside the row
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) scores[l] = Vec<ScoreT>::load(row_scores + groups[l] * kVec);
+  }
+  Bits keys[kItems];
+#pragma unroll
+  for (int l = 0; l < kLoads; ++l)
+#pragma unroll
+    for (int e = 0; e < kVec; ++e)
+      keys[l * kVec + e] = groups[l] * kVec + e < length
+                               ? position_key(args, groups[l] * kVec + e, length - args.recent_tokens, scores[l].data[e])
+                               : Key::kInvalid;
+
+  const int rank = sample_threshold_rank(args.k, length, Policy::kSampleKeys, Policy::kSampleSigmas);
+  // Counts the keys whose bits above `shift` equal `prefix` (all valid keys when shift is the
+  // key width), by their next digit.
+  const auto count_digit = [&](int shift, Bits prefix) {
+    for (int b = threadIdx.x; b < Bucket::kBins; b += kThreads) histogram[b] = 0;
+    __syncthreads();
+    const int width = shift < kDigitBits ? shift : kDigitBits;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i)
+      if (keys[i] != Key::kInvalid && (shift >= Key::kBits || (keys[i] >> shift) == prefix))
+        atomicAdd(&histogram[(keys[i] >> (shift - width)) & ((1u << width) - 1u)], 1);
+    __syncthreads();
+  };
+  count_digit(Key::kBits, 0);
+  const RadixBucket first = Bucket(bucket_storage).find([&](int d) { return histogram[d]; }, rank);
+  Bits threshold = 1;  // fewer valid keys in the sample than `rank`: every valid key is a candidate
+  if (first.total >= rank) {
+    threshold = static_cast<Bits>(static_cast<Bits>(first.digit) << kFirstShift);
+    if (kFirstShift > 0) {
+      count_digit(kFirstShift, static_cast<Bits>(first.digit));
+      const RadixBucket second = Bucket(bucket_storage).find([&](int d) { return histogram[d]; }, first.remaining);
+      threshold = static_cast<Bits>(threshold | static_cast<Bits>(static_cast<Bits>(second.digit) << kSecondShift));
+    }
+    if (threshold == Key::kInvalid) threshold = 1;
+  }
+  if (threadIdx.x == 0) {
+    workspace.thresholds[row] = threshold;
+    workspace.counts[row] = 0;
+  }
+}
+
+// Selects row `row` from its candidates, in a block of Policy::kThreads threads, once every tile
+// of the row has written them: k of them with BlockTopK, or all, or, when their count fell outside
+// [k, capacity], the whole row through select_row_in_cluster.
+template <typename ScoreT, typename Policy>
+HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& args,
+                                         const SampledWorkspace<ScoreT>& workspace, int tiles_per_row, int row_segment,
+                                         int row) {
+  constexpr int kThreads = Policy::kThreads;
+  constexpr int kCapacity = Policy::kSampledCapacity;
+  constexpr int kItems = kCapacity / kThreads;
+  static_assert(kItems * kThreads == kCapacity, "kSampledCapacity: a multiple of kThreads");
+  using Key = RadixKey<ScoreT>;
+  using Bits = typename Key::Bits;
+  using CandidateTopK = BlockTopK<ScoreT, kThreads, kItems, int, Policy::kSelectDigitBits>;
+  using TileScan = cub::BlockScan<int, kThreads>;
+  // CandidateTopK's storage here, the fallback's TopKExchange in select_row_in_cluster.
+  extern __shared__ __align__(16) unsigned char dynamic_smem[];
+  static_assert(sizeof(typename CandidateTopK::TempStorage) <= 48 * 1024, "CandidateTopK fits the dynamic shared memory");
+  __shared__ typename TileScan::TempStorage scan_storage;
+  __shared__ int tile_start[Policy::kMaxSampledTiles + 1];  // first candidate of each tile, in tile order
+  __shared__ int tile_first[Policy::kMaxSampledTiles];      // its slot in the workspace
+
+  const int tid = static_cast<int>(threadIdx.x);
+  const int count = workspace.counts[row];
+  const bool every_valid = workspace.thresholds[row] == Bits(1);  // every valid key is a candidate
+  if (count > kCapacity || (count < args.k && !every_valid)) {
+    select_row_in_cluster<ScoreT, Policy>(args, row, row_segment, /*cached=*/false, /*vectorized=*/true);
+    return;
+  }
+
+  const int2* const tiles = workspace.tiles + static_cast<std::int64_t>(row) * tiles_per_row;
+  int running = 0;
+  for (int base = 0; base < tiles_per_row; base += kThreads) {
+    const int t = base + tid;
+    const int2 info = t < tiles_per_row ? tiles[t] : make_int2(0, 0);
+    int start, aggregate;
+    TileScan(scan_storage).ExclusiveSum(info.y, start, aggregate);
+    if (t < tiles_per_row) {
+      tile_start[t] = running + start;
+      tile_first[t] = info.x;
+    }
+    running += aggregate;
+    __syncthreads();  // scan_storage is reused
+  }
+  if (tid == 0) tile_start[tiles_per_row] = count;
+  __syncthreads();
+
+  // Thread t holds candidates t * kItems + i: find the tile of the first, then walk. Items past
+  // the count read the last candidate (or slot 0 of an empty list) and are then marked invalid.
+  const int first_item = tid * kItems;
+  const int last = count > 0 ? count - 1 : 0;
+  const auto clamped = [&](int j) { return j < last ? j : last; };
+  int lo = 0, hi = tiles_per_row - 1;  // the last tile whose start is <= clamped(first_item)
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (tile_start[mid] <= clamped(first_item)) lo = mid;
+    else hi = mid - 1;
+  }
+  const std::int64_t row_slots = static_cast<std::int64_t>(row) * kCapacity;
+  int slots[kItems];  // first the workspace slot of each item, then its output slot
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int j = clamped(first_item + i);
+    while (lo + 1 < tiles_per_row && j >= tile_start[lo + 1]) ++lo;
+    slots[i] = tile_first[lo] + (j - tile_start[lo]);
+  }
+  Bits keys[kItems];
+  int positions[kItems];
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {  // all loads issued before any is used
+    keys[i] = workspace.keys[row_slots + slots[i]];
+    positions[i] = workspace.positions[row_slots + slots[i]];
+  }
+#pragma unroll
+  for (int i = 0; i < kItems; ++i)
+    if (first_item + i >= count) keys[i] = Key::kInvalid;
+  int selected = count;
+  if (count <= args.k) {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) slots[i] = first_item + i < count ? first_item + i : -1;
+  } else {
+    selected = CandidateTopK(*reinterpret_cast<typename CandidateTopK::TempStorage*>(dynamic_smem))
+                   .SelectLargestKeys(keys, slots, args.k);
+  }
+  const RowOutput<ScoreT> output(args, row);
+#pragma unroll
+  for (int i = 0; i < kItems; ++i)
+    if (slots[i] >= 0) output.select(slots[i], positions[i]);
+  for (int j = selected + tid; j < args.k; j += kThreads) output.pad(j);
+  if (args.counts && tid == 0) args.counts[row] = selected;
+}
+
+template <typename ScoreT, typename Policy>
+__global__ void __launch_bounds__(Policy::kThreads, Policy::kFilterCtasPerSm)
+    filter_candidates_kernel(const BatchedTopKArguments<ScoreT> args, SampledWorkspace<ScoreT> workspace,
+                             int tiles_per_row) {
+  constexpr int kThreads = Policy::kThreads;
+  constexpr int kWarps = kThreads / 32;
+  constexpr int kVec = kVecElems<ScoreT>;
+  constexpr int kLoads = Policy::kFilterKeysPerThread / kVec;
+  constexpr int kTileGroups = kThreads * kLoads;
+  constexpr int kCapacity = Policy::kSampledCapacity;
+  static_assert(kLoads >= 1 && kLoads * kVec == Policy::kFilterKeysPerThread && kLoads * kVec <= 64,
+                "kFilterKeysPerThread: whole 16-byte loads, at most 64 (one 64-bit mask)");
+  static_assert(kWarps <= 32, "one warp scans the warps' counts");
+  using Key = RadixKey<ScoreT>;
+  using Bits = typename Key::Bits;
+  using Mask = std::conditional_t<(kLoads * kVec > 32), unsigned long long, unsigned>;
+  __shared__ int warp_first[kWarps];
+
+  const int row = static_cast<int>(blockIdx.x) / tiles_per_row;
+  const int tile = static_cast<int>(blockIdx.x) % tiles_per_row;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int length = row_length(args, row);
+  const ScoreT* const row_scores = args.scores + static_cast<std::int64_t>(row) * args.row_stride;
+  // Each warp owns kLoads * 32 consecutive groups; load l of lane i reads group l * 32 + i of
+  // them, so the order (load, lane, element) is position order.
+  const int first_group = tile * kTileGroups + warp * kLoads * 32 + lane;
+  // A tile inside the row with no forced position (the common case) takes its keys without
+  // per-position checks; the branch is uniform, so each path issues all its loads at once.
+  const int tile_begin = tile * kTileGroups * kVec, tile_end = tile_begin + kTileGroups * kVec;
+  const bool interior = tile_begin >= args.sink_tokens && tile_end <= length - args.recent_tokens;
+  Vec<ScoreT> scores[kLoads];
+  if (interior) {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) scores[l] = Vec<ScoreT>::load(row_scores + (first_group + l * 32) * kVec);
+  } else {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) scores[l] = load_group(row_scores, first_group + l * 32, length);
+  }
+  const auto key_at = [&](int l, int e, ScoreT score) {
+    const int pos = (first_group + l * 32) * kVec + e;
+    return interior ? Key::make(score, args.largest)
+                    : (pos < length ? position_key(args, pos, length - args.recent_tokens, score) : Key::kInvalid);
+  };
+
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the sample kernel's thresholds and counters
+  // The select kernel may launch once every CTA of this grid is past here (its last wave is
+  // running): its launch overlaps this grid's tail, and it waits for this grid to finish.
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+  const Bits threshold = workspace.thresholds[row];
+  Mask mask = 0;  // bit l * kVec + e: key e of load l is a candidate
+#pragma unroll
+  for (int l = 0; l < kLoads; ++l)
+#pragma unroll
+    for (int e = 0; e < kVec; ++e)
+      if (key_at(l, e, scores[l].data[e]) >= threshold) mask |= Mask(1) << (l * kVec + e);
+  const int warp_count = static_cast<int>(__reduce_add_sync(0xFFFFFFFFu, static_cast<unsigned>(__popcll(mask))));
+  if (lane == 0) warp_first[warp] = warp_count;
+  __syncthreads();
+  if (warp == 0) {  // the tile's range of the row's list, then each warp's first slot in it
+    const int count = lane < kWarps ? warp_first[lane] : 0;
+    int inclusive = count;
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const int y = __shfl_up_sync(0xFFFFFFFFu, inclusive, d);
+      if (lane >= d) inclusive += y;
+    }
+    const int total = __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+    int first = 0;
+    if (lane == 0) {
+      if (total > 0) first = atomicAdd(workspace.counts + row, total);
+      workspace.tiles[static_cast<std::int64_t>(row) * tiles_per_row + tile] = make_int2(first, total);
+    }
+    first = __shfl_sync(0xFFFFFFFFu, first, 0);
+    // A tile that would pass the capacity writes nothing: the row falls back anyway.
+    if (lane < kWarps) warp_first[lane] = first + total <= kCapacity ? first + inclusive - count : -1;
+  }
+  __syncthreads();
+  int next = warp_first[warp];
+  if (warp_count > 0 && next >= 0) {
+    Bits* const out_keys = workspace.keys + static_cast<std::int64_t>(row) * kCapacity;
+    int* const out_positions = workspace.positions + static_cast<std::int64_t>(row) * kCapacity;
+    // Candidates of load l in lanes below this one: per-lane counts of every load packed into
+    // 16-bit fields (a warp's count of one load is at most 256), scanned together.
+    constexpr int kPacks = (kLoads + 3) / 4;
+    const auto lane_bits = [&](int l) { return static_cast<unsigned>(mask >> (l * kVec)) & ((1u << kVec) - 1u); };
+    unsigned long long counts[kPacks] = {}, inclusive[kPacks];
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l)
+      counts[l / 4] |= static_cast<unsigned long long>(__popc(lane_bits(l))) << (16 * (l % 4));
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) inclusive[p] = counts[p];
+    const auto field = [](unsigned long long packed, int l) { return static_cast<int>(packed >> (16 * (l % 4)) & 0xFFFFu); };
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2)
+#pragma unroll
+      for (int p = 0; p < kPacks; ++p) {
+        const unsigned long long y = __shfl_up_sync(0xFFFFFFFFu, inclusive[p], d);
+        if (lane >= d) inclusive[p] += y;
+      }
+    // This thread's first slot in each load: the warp's candidates of earlier loads, then those of
+    // lower lanes in this load.
+    unsigned long long totals[kPacks];  // the warp's counts
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) totals[p] = __shfl_sync(0xFFFFFFFFu, inclusive[p], 31);
+    int first_slot[kLoads];
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      first_slot[l] = next + field(inclusive[l / 4], l) - field(counts[l / 4], l);
+      next += field(totals[l / 4], l);
+    }
+    // A rolled loop over this thread's few candidates (about 3 % of its keys): compact code, which
+    // matters on a first wave that runs it from a cold instruction cache. Each candidate's score is
+    // read again, from L1, rather than indexed out of the registers that hold the loads.
+    for (Mask bits = mask; bits != 0; bits &= bits - 1) {
+      const int i = static_cast<int>(sizeof(Mask) == 8 ? __ffsll(static_cast<long long>(bits)) : __ffs(static_cast<int>(bits))) - 1;
+      const int l = i / kVec, e = i % kVec;
+      const int slot = first_slot[l] + __popc(lane_bits(l) & ((1u << e) - 1u));
+      const int pos = (first_group + l * 32) * kVec + e;
+      out_keys[slot] = position_key(args, pos, length - args.recent_tokens, row_scores[pos]);  // pos < length
+      out_positions[slot] = pos;
+    }
+  }
+}
+
+// One CTA per row, a programmatic dependent of the filter kernel. (Selecting in the row's last
+// filter CTA instead, with a ticket counter, measured slower with many rows: those CTAs hold SM
+// slots the streaming tiles need, bench/RESULTS.md.)
+template <typename ScoreT, typename Policy>
+__global__ void __launch_bounds__(Policy::kThreads, 1)
+    select_candidates_kernel(const BatchedTopKArguments<ScoreT> args, SampledWorkspace<ScoreT> workspace,
+                             int tiles_per_row, int row_segment) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // every tile's candidates written
+#endif
+  select_from_candidates<ScoreT, Policy>(args, workspace, tiles_per_row, row_segment, static_cast<int>(blockIdx.x));
+}
+
+// The sampled method's launch plan; a function of host values only.
+template <typename ScoreT, typename Policy>
+struct SampledPlan {
+  static constexpr int kTileKeys = Policy::kThreads * Policy::kFilterKeysPerThread;
+  int tiles_per_row;
+
+  explicit SampledPlan(const BatchedTopKArguments<ScoreT>& args)
+      : tiles_per_row((args.num_cols + kTileKeys - 1) / kTileKeys) {}
+
+  // Whether run() takes the sampled method for `args`: many long, 16-byte aligned rows whose
+  // candidates fit the capacity at the sample's confidence.
+  bool applies(const BatchedTopKArguments<ScoreT>& args) const {
+    constexpr int kVec = kVecElems<ScoreT>;
+    const bool aligned = reinterpret_cast<std::uintptr_t>(args.scores) % 16 == 0 && args.row_stride % kVec == 0;
+    return aligned && args.num_rows >= Policy::kSampledMinRows && args.num_cols >= Policy::kSampledMinCols &&
+           static_cast<std::int64_t>(args.num_rows) * args.num_cols >= Policy::kSampledMinKeys &&
+           tiles_per_row <= Policy::kMaxSampledTiles &&
+           static_cast<std::int64_t>(args.num_rows) * tiles_per_row <= 0x7FFFFFFF &&
+           sampled_candidate_bound(args.k, args.num_cols, Policy::kSampleKeys, Policy::kSampleSigmas) <=
+               static_cast<float>(Policy::kSampledCapacity);
+  }
+
+  std::size_t workspace_bytes(const BatchedTopKArguments<ScoreT>& args) const {
+    return SampledWorkspace<ScoreT>::bytes(args.num_rows, tiles_per_row, Policy::kSampledCapacity);
+  }
+
+  // Dynamic shared memory of select_candidates_kernel: the larger of its two uses.
+  static constexpr int select_smem_bytes() {
+    using CandidateTopK = BlockTopK<ScoreT, Policy::kThreads, Policy::kSampledCapacity / Policy::kThreads, int,
+                                    Policy::kSelectDigitBits>;
+    constexpr std::size_t topk = sizeof(typename CandidateTopK::TempStorage);
+    constexpr std::size_t exchange = sizeof(TopKExchange<ScoreT, Policy>);
+    return static_cast<int>(topk > exchange ? topk : exchange);
+  }
+};
+
+}  // namespace detail
+HYLRA_NAMESPACE_END

@@ -12,7 +12,7 @@
 // * sampled-threshold selection (sampled_select.cuh): a threshold per row from a sample, one
 //   streaming compare pass that keeps the ~1.5 k keys above it, then an exact select among
 //   those; needs workspace_size(args) bytes. For launches of many long rows (see
-//   kSampledMinKeys), where the cluster method needs several waves of clusters: 1.3-1.6x faster
+//   kSampledMinKeys), where the cluster method needs several waves of clusters: 1.25-1.65x faster
 //   there on H200. Rows the sample misjudges fall back to an exact one-CTA selection.
 // Both select the same set, each in its own deterministic order.
 #pragma once

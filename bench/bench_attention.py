@@ -188,7 +188,8 @@ def dense_rows(lib, timer, shapes, with_scores):
         del ref, nhd_out
         rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_blk, t_hnd, err))
         print(f"dense B={b} N={n} Hq={hq} d={d}: {t:.1f} us, cuDNN {t_cudnn:.1f}, flash {t_flash:.1f}, "
-              f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, again {t_again:.1f}, "
+              + (f"+scores {t_tok:.1f}/{t_blk:.1f}, HND {t_hnd:.1f}, " if with_scores else "(score export and HND not timed), ")
+              + f"again {t_again:.1f}, "
               f"max|err| vs fp32 {f'{err:.2e}' if has_ref else 'not computed (no fp32 reference at this size)'}, "
               f"SM clock before/after {clock:.0f}/{sm_clock():.0f} MHz",
               flush=True)

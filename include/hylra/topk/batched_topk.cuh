@@ -241,8 +241,7 @@ class BatchedTopK {
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device)));
     const detail::TopKLaunchShape shape = detail::topk_launch_shape<ScoreT, Policy>(args.num_rows, args.num_cols, num_sms);
-    constexpr int kVec = kVecElems<ScoreT>;
-    const bool vectorized = reinterpret_cast<std::uintptr_t>(args.scores) % 16 == 0 && args.row_stride % kVec == 0;
+    const bool vectorized = detail::rows_vectorized(args);
     return shape.segment <= Policy::kSmallSegmentKeys
                ? launch_cluster_kernel<detail::SmallSegmentPolicy<Policy>>(args, shape, vectorized, stream)
                : launch_cluster_kernel<Policy>(args, shape, vectorized, stream);

@@ -197,6 +197,11 @@ __global__ void __launch_bounds__(Policy::kSampleThreads, Policy::kSampleCtasPer
   }
 }
 
+// The select kernel's BlockTopK: Policy::kSampledCapacity candidates over Policy::kThreads threads.
+template <typename ScoreT, typename Policy>
+using CandidateTopK = BlockTopK<ScoreT, Policy::kThreads, Policy::kSampledCapacity / Policy::kThreads, int,
+                                Policy::kSelectDigitBits>;
+
 // Selects row `row` from its candidates, in a block of Policy::kThreads threads, once every tile
 // of the row has written them: k of them with BlockTopK, or all, or, when their count fell outside
 // [k, capacity], the whole row through select_row_in_cluster.
@@ -210,11 +215,10 @@ HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& arg
   static_assert(kItems * kThreads == kCapacity, "kSampledCapacity: a multiple of kThreads");
   using Key = RadixKey<ScoreT>;
   using Bits = typename Key::Bits;
-  using CandidateTopK = BlockTopK<ScoreT, kThreads, kItems, int, Policy::kSelectDigitBits>;
+  using TopK = CandidateTopK<ScoreT, Policy>;
   using TileScan = cub::BlockScan<int, kThreads>;
-  // CandidateTopK's storage here, the fallback's TopKExchange in select_row_in_cluster.
+  // TopK's storage here, the fallback's TopKExchange in select_row_in_cluster.
   extern __shared__ __align__(16) unsigned char dynamic_smem[];
-  static_assert(sizeof(typename CandidateTopK::TempStorage) <= 48 * 1024, "CandidateTopK fits the dynamic shared memory");
   __shared__ typename TileScan::TempStorage scan_storage;
   __shared__ int tile_start[Policy::kMaxSampledTiles + 1];  // first candidate of each tile, in tile order
   __shared__ int tile_first[Policy::kMaxSampledTiles];      // its slot in the workspace
@@ -278,8 +282,7 @@ HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& arg
 #pragma unroll
     for (int i = 0; i < kItems; ++i) slots[i] = first_item + i < count ? first_item + i : -1;
   } else {
-    selected = CandidateTopK(*reinterpret_cast<typename CandidateTopK::TempStorage*>(dynamic_smem))
-                   .SelectLargestKeys(keys, slots, args.k);
+    selected = TopK(*reinterpret_cast<typename TopK::TempStorage*>(dynamic_smem)).SelectLargestKeys(keys, slots, args.k);
   }
   const RowOutput<ScoreT> output(args, row);
 #pragma unroll
@@ -440,9 +443,7 @@ struct SampledPlan {
   // Whether run() takes the sampled method for `args`: many long, 16-byte aligned rows whose
   // candidates fit the capacity at the sample's confidence.
   bool applies(const BatchedTopKArguments<ScoreT>& args) const {
-    constexpr int kVec = kVecElems<ScoreT>;
-    const bool aligned = reinterpret_cast<std::uintptr_t>(args.scores) % 16 == 0 && args.row_stride % kVec == 0;
-    return aligned && args.num_rows >= Policy::kSampledMinRows && args.num_cols >= Policy::kSampledMinCols &&
+    return rows_vectorized(args) && args.num_rows >= Policy::kSampledMinRows && args.num_cols >= Policy::kSampledMinCols &&
            static_cast<std::int64_t>(args.num_rows) * args.num_cols >= Policy::kSampledMinKeys &&
            tiles_per_row <= Policy::kMaxSampledTiles &&
            static_cast<std::int64_t>(args.num_rows) * tiles_per_row <= 0x7FFFFFFF &&
@@ -456,9 +457,7 @@ struct SampledPlan {
 
   // Dynamic shared memory of select_candidates_kernel: the larger of its two uses.
   static constexpr int select_smem_bytes() {
-    using CandidateTopK = BlockTopK<ScoreT, Policy::kThreads, Policy::kSampledCapacity / Policy::kThreads, int,
-                                    Policy::kSelectDigitBits>;
-    constexpr std::size_t topk = sizeof(typename CandidateTopK::TempStorage);
+    constexpr std::size_t topk = sizeof(typename CandidateTopK<ScoreT, Policy>::TempStorage);
     constexpr std::size_t exchange = sizeof(TopKExchange<ScoreT, Policy>);
     return static_cast<int>(topk > exchange ? topk : exchange);
   }

@@ -42,6 +42,12 @@ struct BatchedTopKArguments {
 
 namespace detail {
 
+// Whether every row may be read with 16-byte loads: an aligned base and a stride of whole vectors.
+template <typename ScoreT>
+inline bool rows_vectorized(const BatchedTopKArguments<ScoreT>& args) {
+  return reinterpret_cast<std::uintptr_t>(args.scores) % 16 == 0 && args.row_stride % kVecElems<ScoreT> == 0;
+}
+
 // The row's length clamped to [0, num_cols].
 template <typename ScoreT>
 HYLRA_DEVICE int row_length(const BatchedTopKArguments<ScoreT>& args, int row) {

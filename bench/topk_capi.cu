@@ -16,9 +16,9 @@ struct SampledEverywherePolicy : hylra::BatchedTopKPolicy {  // the sampled meth
   static constexpr int kSampledMinCols = 1;
   static constexpr std::int64_t kSampledMinKeys = 0;
 };
-struct SampledSmallTilesPolicy : SampledEverywherePolicy {  // 32 KB filter tiles, 3 CTAs per SM
+struct SampledSmallTilesPolicy : SampledEverywherePolicy {  // 4K-key filter tiles, 8 CTAs per SM
   static constexpr int kFilterKeysPerThread = 16;
-  static constexpr int kFilterCtasPerSm = 3;
+  static constexpr int kFilterCtasPerSm = 8;
 };
 
 constexpr int kVariants = 4;
@@ -56,7 +56,7 @@ __attribute__((visibility("default"))) int hylra_topk_num_variants() { return kV
 
 __attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
   static const char* const kNames[kVariants] = {"default", "cluster method only", "sampled wherever it applies",
-                                                     "sampled, 32 KB filter tiles"};
+                                                     "sampled, 4K-key filter tiles"};
   return variant >= 0 && variant < kVariants ? kNames[variant] : "";
 }
 
@@ -109,7 +109,7 @@ __attribute__((visibility("default"))) void hylra_topk_shape(int variant, int dt
       const auto shape = hylra::detail::topk_launch_shape<T, Policy>(rows, cols, sms);
       *sampled = plan.applies(args) ? 1 : 0;
       *ctas_per_row = *sampled ? plan.tiles_per_row : shape.cluster_size;
-      *segment = *sampled ? plan.kTileKeys : shape.segment;
+      *segment = *sampled ? hylra::detail::FilterTile<T, Policy>::kKeys : shape.segment;
       *cached = shape.cached ? 1 : 0;
       return hylra::Status::success();
     });

@@ -96,10 +96,13 @@ struct BatchedTopKPolicy {
   // Margin of the sampled threshold in standard deviations: a row gets fewer than k candidates
   // (and falls back) with probability ~3e-6 for scores in random order.
   static constexpr float kSampleSigmas = 4.5f;
-  // Keys per filter thread, loaded 16 bytes at a time before any is used: a 16K-key tile per CTA.
-  // 64 bf16 keys per thread measured slower: their registers spill.
+  // Filter CTAs: kFilterThreads threads compare kFilterKeysPerThread keys each, of a tile that one
+  // bulk copy brings into shared memory (8K keys: 32 KB of fp32). Measured on H200 (bench/RESULTS.md):
+  // six such CTAs per SM beat three of 16K keys, 16K-key tiles loaded into registers, and
+  // persistent CTAs streaming tiles through two or more buffers.
+  static constexpr int kFilterThreads = 256;
   static constexpr int kFilterKeysPerThread = 32;
-  static constexpr int kFilterCtasPerSm = 2;
+  static constexpr int kFilterCtasPerSm = 6;
   static constexpr int kSampledCapacity = 4096;  // candidates per row; a multiple of kThreads
   static constexpr int kSelectDigitBits = 11;
   static constexpr int kMaxSampledTiles = 1024;  // tiles per row: rows up to 16M fp32 scores
@@ -217,13 +220,16 @@ class BatchedTopK {
     attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attribute.val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t config = {};
+    constexpr int tile_bytes = detail::FilterTile<ScoreT, Policy>::kBytes;
+    const auto filter = detail::filter_candidates_kernel<ScoreT, Policy>;
+    HYLRA_RETURN_IF_ERROR(set_dynamic_smem(filter, tile_bytes));
     config.gridDim = dim3(static_cast<unsigned>(args.num_rows * plan.tiles_per_row));
-    config.blockDim = dim3(Policy::kThreads);
+    config.blockDim = dim3(Policy::kFilterThreads);
+    config.dynamicSmemBytes = static_cast<std::size_t>(tile_bytes);
     config.stream = stream;
     config.attrs = &attribute;
     config.numAttrs = 1;
-    HYLRA_RETURN_IF_ERROR(cuda_status(
-        cudaLaunchKernelEx(&config, detail::filter_candidates_kernel<ScoreT, Policy>, args, w, plan.tiles_per_row)));
+    HYLRA_RETURN_IF_ERROR(cuda_status(cudaLaunchKernelEx(&config, filter, args, w, plan.tiles_per_row)));
 
     // A programmatic dependent of the filter kernel: launched while its last wave runs.
     constexpr int kVec = kVecElems<ScoreT>;
@@ -232,6 +238,7 @@ class BatchedTopK {
     HYLRA_RETURN_IF_ERROR(set_dynamic_smem(select, smem_bytes));
     const int row_segment = (args.num_cols + kVec - 1) / kVec * kVec;  // the fallback's one segment
     config.gridDim = dim3(static_cast<unsigned>(args.num_rows));
+    config.blockDim = dim3(Policy::kThreads);
     config.dynamicSmemBytes = static_cast<std::size_t>(smem_bytes);
     return cuda_status(cudaLaunchKernelEx(&config, select, args, w, plan.tiles_per_row, row_segment));
   }

@@ -6,10 +6,10 @@
 //    for scores in random order, at least k and at most the candidate capacity of the row's keys
 //    are >= t, except with a probability of a few in a million (kSampleSigmas standard
 //    deviations of the binomial count). It clears the row's candidate counter.
-// 2. filter_candidates_kernel, one CTA per (row, tile): issues all of its 16-byte loads, then
-//    waits for the sample kernel (a programmatic dependent launch, so the loads overlap it),
-//    compares each key with t and appends the keys >= t to the row's candidate list, in position
-//    order within the tile, at a range reserved with one global atomic per CTA.
+// 2. filter_candidates_kernel, one CTA per (row, tile): starts a bulk copy of its tile into
+//    shared memory, then waits for the sample kernel (a programmatic dependent launch, so the
+//    copy overlaps it), compares each key with t and appends the keys >= t to the row's candidate
+//    list, in position order within the tile, at a range reserved with one global atomic per CTA.
 // 3. select_candidates_kernel, one CTA per row, launched while the filter's last wave runs:
 //    reads the candidates back in tile order (so in position order) and selects k of them with
 //    BlockTopK, ties to the lower position; or takes
@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "hylra/core/bulk_copy.cuh"
 #include "hylra/core/dtype.hpp"
 #include "hylra/core/vec.cuh"
 #include "hylra/topk/block_topk.cuh"
@@ -222,10 +223,12 @@ HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& arg
   __shared__ typename TileScan::TempStorage scan_storage;
   __shared__ int tile_start[Policy::kMaxSampledTiles + 1];  // first candidate of each tile, in tile order
   __shared__ int tile_first[Policy::kMaxSampledTiles];      // its slot in the workspace
+  __shared__ unsigned warp_largest[kThreads / 32];
 
   const int tid = static_cast<int>(threadIdx.x);
   const int count = workspace.counts[row];
-  const bool every_valid = workspace.thresholds[row] == Bits(1);  // every valid key is a candidate
+  const Bits threshold = workspace.thresholds[row];
+  const bool every_valid = threshold == Bits(1);  // every valid key is a candidate
   if (count > kCapacity || (count < args.k && !every_valid)) {
     select_row_in_cluster<ScoreT, Policy>(args, row, row_segment, /*cached=*/false, /*vectorized=*/true);
     return;
@@ -282,7 +285,20 @@ HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& arg
 #pragma unroll
     for (int i = 0; i < kItems; ++i) slots[i] = first_item + i < count ? first_item + i : -1;
   } else {
-    selected = TopK(*reinterpret_cast<typename TopK::TempStorage*>(dynamic_smem)).SelectLargestKeys(keys, slots, args.k);
+    // Every candidate lies in [threshold, the largest], so they all share the bits above the
+    // highest one in which those two differ: the radix passes start below it (for a normal row's
+    // top 2 % that skips the sign and most exponent bits, which hold few distinct digits).
+    unsigned largest = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) largest = keys[i] > largest ? keys[i] : largest;  // kInvalid is 0
+    largest = __reduce_max_sync(0xFFFFFFFFu, largest);
+    if (tid % 32 == 0) warp_largest[tid / 32] = largest;
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) largest = warp_largest[w] > largest ? warp_largest[w] : largest;
+    const int varying_bits = 32 - __clz(static_cast<int>(largest ^ threshold));
+    selected = TopK(*reinterpret_cast<typename TopK::TempStorage*>(dynamic_smem))
+                   .SelectLargestKeys(keys, slots, args.k, varying_bits);
   }
   const RowOutput<ScoreT> output(args, row);
 #pragma unroll
@@ -292,49 +308,54 @@ HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& arg
   if (args.counts && tid == 0) args.counts[row] = selected;
 }
 
+// The filter's shared memory: the tile of scores, filled by one bulk copy. Registers hold no
+// loads in flight, so several tiles per SM are on their way while other CTAs compare and write.
 template <typename ScoreT, typename Policy>
-__global__ void __launch_bounds__(Policy::kThreads, Policy::kFilterCtasPerSm)
+struct FilterTile {
+  static constexpr int kVec = kVecElems<ScoreT>;
+  static constexpr int kLoads = Policy::kFilterKeysPerThread / kVec;  // 16-byte groups per thread
+  static constexpr int kGroups = Policy::kFilterThreads * kLoads;
+  static constexpr int kKeys = kGroups * kVec;
+  static constexpr int kBytes = kGroups * 16;
+};
+
+template <typename ScoreT, typename Policy>
+__global__ void __launch_bounds__(Policy::kFilterThreads, Policy::kFilterCtasPerSm)
     filter_candidates_kernel(const BatchedTopKArguments<ScoreT> args, SampledWorkspace<ScoreT> workspace,
                              int tiles_per_row) {
-  constexpr int kThreads = Policy::kThreads;
+  using Tile = FilterTile<ScoreT, Policy>;
+  constexpr int kThreads = Policy::kFilterThreads;
   constexpr int kWarps = kThreads / 32;
-  constexpr int kVec = kVecElems<ScoreT>;
-  constexpr int kLoads = Policy::kFilterKeysPerThread / kVec;
-  constexpr int kTileGroups = kThreads * kLoads;
+  constexpr int kVec = Tile::kVec;
+  constexpr int kLoads = Tile::kLoads;
   constexpr int kCapacity = Policy::kSampledCapacity;
   static_assert(kLoads >= 1 && kLoads * kVec == Policy::kFilterKeysPerThread && kLoads * kVec <= 64,
-                "kFilterKeysPerThread: whole 16-byte loads, at most 64 (one 64-bit mask)");
+                "kFilterKeysPerThread: whole 16-byte groups, at most 64 (one 64-bit mask)");
   static_assert(kWarps <= 32, "one warp scans the warps' counts");
   using Key = RadixKey<ScoreT>;
   using Bits = typename Key::Bits;
   using Mask = std::conditional_t<(kLoads * kVec > 32), unsigned long long, unsigned>;
+  extern __shared__ __align__(128) unsigned char dynamic_smem[];
+  const Vec<ScoreT>* const tile_groups = reinterpret_cast<const Vec<ScoreT>*>(dynamic_smem);
+  const ScoreT* const tile_scores = reinterpret_cast<const ScoreT*>(dynamic_smem);
+  __shared__ BulkCopyBarrier tile_loaded;
   __shared__ int warp_first[kWarps];
 
   const int row = static_cast<int>(blockIdx.x) / tiles_per_row;
   const int tile = static_cast<int>(blockIdx.x) % tiles_per_row;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int length = row_length(args, row);
-  const ScoreT* const row_scores = args.scores + static_cast<std::int64_t>(row) * args.row_stride;
-  // Each warp owns kLoads * 32 consecutive groups; load l of lane i reads group l * 32 + i of
-  // them, so the order (load, lane, element) is position order.
-  const int first_group = tile * kTileGroups + warp * kLoads * 32 + lane;
-  // A tile inside the row with no forced position (the common case) takes its keys without
-  // per-position checks; the branch is uniform, so each path issues all its loads at once.
-  const int tile_begin = tile * kTileGroups * kVec, tile_end = tile_begin + kTileGroups * kVec;
-  const bool interior = tile_begin >= args.sink_tokens && tile_end <= length - args.recent_tokens;
-  Vec<ScoreT> scores[kLoads];
-  if (interior) {
-#pragma unroll
-    for (int l = 0; l < kLoads; ++l) scores[l] = Vec<ScoreT>::load(row_scores + (first_group + l * 32) * kVec);
-  } else {
-#pragma unroll
-    for (int l = 0; l < kLoads; ++l) scores[l] = load_group(row_scores, first_group + l * 32, length);
+  const int tile_begin = tile * Tile::kKeys;
+  const ScoreT* const tile_src = args.scores + static_cast<std::int64_t>(row) * args.row_stride + tile_begin;
+  // The tile's whole 16-byte groups inside the row arrive by one bulk copy, started before the
+  // wait for the sample kernel (a programmatic dependent launch, so the copy overlaps it). A
+  // partial last group of the row is read directly.
+  const int whole_groups = length / kVec - tile * Tile::kGroups;
+  const int copied_groups = whole_groups < 0 ? 0 : (whole_groups < Tile::kGroups ? whole_groups : Tile::kGroups);
+  if (threadIdx.x == 0) {
+    tile_loaded.init();
+    if (copied_groups > 0) tile_loaded.copy(dynamic_smem, tile_src, static_cast<unsigned>(copied_groups) * 16u);
   }
-  const auto key_at = [&](int l, int e, ScoreT score) {
-    const int pos = (first_group + l * 32) * kVec + e;
-    return interior ? Key::make(score, args.largest)
-                    : (pos < length ? position_key(args, pos, length - args.recent_tokens, score) : Key::kInvalid);
-  };
 
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the sample kernel's thresholds and counters
@@ -343,24 +364,60 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kFilterCtasPerSm)
   asm volatile("griddepcontrol.launch_dependents;\n" ::);
 #endif
   const Bits threshold = workspace.thresholds[row];
-  Mask mask = 0;  // bit l * kVec + e: key e of load l is a candidate
+  __syncthreads();  // the barrier is initialised
+  if (copied_groups > 0) tile_loaded.wait(0);
+
+  // Thread t owns the tile's keys [t * kKeysPerThread, (t + 1) * kKeysPerThread): thread order is
+  // position order, so one scan of the threads' counts orders the tile's candidates. Bit i of
+  // `mask` stands for key first_key + i.
+  constexpr int kKeysPerThread = Policy::kFilterKeysPerThread;
+  const int first_key = static_cast<int>(threadIdx.x) * kKeysPerThread;
+  const auto score_at = [&](int i) {  // key i of the tile, inside the row
+    return i < copied_groups * kVec ? tile_scores[i]
+                                    : args.scores[static_cast<std::int64_t>(row) * args.row_stride + tile_begin + i];
+  };
+  Mask mask = 0;
+  // A tile inside the row with no forced position (the common case) compares without
+  // per-position checks; the branch is uniform.
+  if (tile_begin >= args.sink_tokens && tile_begin + Tile::kKeys <= length - args.recent_tokens) {
+    // Lane L reads its groups starting at group L mod kLoads, so that the eight lanes of each
+    // 128-byte shared-memory wavefront hit eight different 16-byte bank groups.
 #pragma unroll
-  for (int l = 0; l < kLoads; ++l)
+    for (int j = 0; j < kLoads; ++j) {
+      const int g = (j + lane) % kLoads;
+      const Vec<ScoreT> scores = tile_groups[first_key / kVec + g];
 #pragma unroll
-    for (int e = 0; e < kVec; ++e)
-      if (key_at(l, e, scores[l].data[e]) >= threshold) mask |= Mask(1) << (l * kVec + e);
-  const int warp_count = static_cast<int>(__reduce_add_sync(0xFFFFFFFFu, static_cast<unsigned>(__popcll(mask))));
-  if (lane == 0) warp_first[warp] = warp_count;
+      for (int e = 0; e < kVec; ++e)
+        if (Key::make(scores.data[e], args.largest) >= threshold) mask |= Mask(1) << (g * kVec + e);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kKeysPerThread; ++i) {
+      const int pos = tile_begin + first_key + i;
+      if (pos < length && position_key(args, pos, length - args.recent_tokens, score_at(first_key + i)) >= threshold)
+        mask |= Mask(1) << i;
+    }
+  }
+
+  // The tile's range of the row's list (one atomic), then each thread's first slot in it.
+  const int count = sizeof(Mask) == 8 ? __popcll(mask) : __popc(static_cast<unsigned>(mask));
+  int inclusive = count;  // over the lanes of this warp
+#pragma unroll
+  for (int d = 1; d < 32; d *= 2) {
+    const int y = __shfl_up_sync(0xFFFFFFFFu, inclusive, d);
+    if (lane >= d) inclusive += y;
+  }
+  if (lane == 31) warp_first[warp] = inclusive;
   __syncthreads();
-  if (warp == 0) {  // the tile's range of the row's list, then each warp's first slot in it
-    const int count = lane < kWarps ? warp_first[lane] : 0;
-    int inclusive = count;
+  if (warp == 0) {
+    const int warp_count = lane < kWarps ? warp_first[lane] : 0;
+    int warp_inclusive = warp_count;
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) {
-      const int y = __shfl_up_sync(0xFFFFFFFFu, inclusive, d);
-      if (lane >= d) inclusive += y;
+      const int y = __shfl_up_sync(0xFFFFFFFFu, warp_inclusive, d);
+      if (lane >= d) warp_inclusive += y;
     }
-    const int total = __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+    const int total = __shfl_sync(0xFFFFFFFFu, warp_inclusive, 31);
     int first = 0;
     if (lane == 0) {
       if (total > 0) first = atomicAdd(workspace.counts + row, total);
@@ -368,51 +425,20 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kFilterCtasPerSm)
     }
     first = __shfl_sync(0xFFFFFFFFu, first, 0);
     // A tile that would pass the capacity writes nothing: the row falls back anyway.
-    if (lane < kWarps) warp_first[lane] = first + total <= kCapacity ? first + inclusive - count : -1;
+    if (lane < kWarps) warp_first[lane] = first + total <= kCapacity ? first + warp_inclusive - warp_count : -1;
   }
   __syncthreads();
-  int next = warp_first[warp];
-  if (warp_count > 0 && next >= 0) {
+  const int warp_slot = warp_first[warp];
+  if (count > 0 && warp_slot >= 0) {
     Bits* const out_keys = workspace.keys + static_cast<std::int64_t>(row) * kCapacity;
     int* const out_positions = workspace.positions + static_cast<std::int64_t>(row) * kCapacity;
-    // Candidates of load l in lanes below this one: per-lane counts of every load packed into
-    // 16-bit fields (a warp's count of one load is at most 256), scanned together.
-    constexpr int kPacks = (kLoads + 3) / 4;
-    const auto lane_bits = [&](int l) { return static_cast<unsigned>(mask >> (l * kVec)) & ((1u << kVec) - 1u); };
-    unsigned long long counts[kPacks] = {}, inclusive[kPacks];
-#pragma unroll
-    for (int l = 0; l < kLoads; ++l)
-      counts[l / 4] |= static_cast<unsigned long long>(__popc(lane_bits(l))) << (16 * (l % 4));
-#pragma unroll
-    for (int p = 0; p < kPacks; ++p) inclusive[p] = counts[p];
-    const auto field = [](unsigned long long packed, int l) { return static_cast<int>(packed >> (16 * (l % 4)) & 0xFFFFu); };
-#pragma unroll
-    for (int d = 1; d < 32; d *= 2)
-#pragma unroll
-      for (int p = 0; p < kPacks; ++p) {
-        const unsigned long long y = __shfl_up_sync(0xFFFFFFFFu, inclusive[p], d);
-        if (lane >= d) inclusive[p] += y;
-      }
-    // This thread's first slot in each load: the warp's candidates of earlier loads, then those of
-    // lower lanes in this load.
-    unsigned long long totals[kPacks];  // the warp's counts
-#pragma unroll
-    for (int p = 0; p < kPacks; ++p) totals[p] = __shfl_sync(0xFFFFFFFFu, inclusive[p], 31);
-    int first_slot[kLoads];
-#pragma unroll
-    for (int l = 0; l < kLoads; ++l) {
-      first_slot[l] = next + field(inclusive[l / 4], l) - field(counts[l / 4], l);
-      next += field(totals[l / 4], l);
-    }
     // A rolled loop over this thread's few candidates (about 3 % of its keys): compact code, which
-    // matters on a first wave that runs it from a cold instruction cache. Each candidate's score is
-    // read again, from L1, rather than indexed out of the registers that hold the loads.
-    for (Mask bits = mask; bits != 0; bits &= bits - 1) {
-      const int i = static_cast<int>(sizeof(Mask) == 8 ? __ffsll(static_cast<long long>(bits)) : __ffs(static_cast<int>(bits))) - 1;
-      const int l = i / kVec, e = i % kVec;
-      const int slot = first_slot[l] + __popc(lane_bits(l) & ((1u << e) - 1u));
-      const int pos = (first_group + l * 32) * kVec + e;
-      out_keys[slot] = position_key(args, pos, length - args.recent_tokens, row_scores[pos]);  // pos < length
+    // matters on a first wave that runs it from a cold instruction cache.
+    int slot = warp_slot + inclusive - count;
+    for (Mask bits = mask; bits != 0; bits &= bits - 1, ++slot) {
+      const int i = (sizeof(Mask) == 8 ? __ffsll(static_cast<long long>(bits)) : __ffs(static_cast<int>(bits))) - 1;
+      const int pos = tile_begin + first_key + i;
+      out_keys[slot] = position_key(args, pos, length - args.recent_tokens, score_at(first_key + i));  // pos < length
       out_positions[slot] = pos;
     }
   }
@@ -434,11 +460,11 @@ __global__ void __launch_bounds__(Policy::kThreads, 1)
 // The sampled method's launch plan; a function of host values only.
 template <typename ScoreT, typename Policy>
 struct SampledPlan {
-  static constexpr int kTileKeys = Policy::kThreads * Policy::kFilterKeysPerThread;
+  using Tile = FilterTile<ScoreT, Policy>;
   int tiles_per_row;
 
   explicit SampledPlan(const BatchedTopKArguments<ScoreT>& args)
-      : tiles_per_row((args.num_cols + kTileKeys - 1) / kTileKeys) {}
+      : tiles_per_row((args.num_cols + Tile::kKeys - 1) / Tile::kKeys) {}
 
   // Whether run() takes the sampled method for `args`: many long, 16-byte aligned rows whose
   // candidates fit the capacity at the sample's confidence.

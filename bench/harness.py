@@ -2,7 +2,9 @@
 
 Every figure is the median of CUDA-event timings of single calls, each preceded by an L2 flush
 (a write over a buffer larger than the 60 MB L2), with inputs rotated over several buffers so no
-call finds its data cached. hylra and the baselines are timed by the same function on the same
+call finds its data cached. The write leaves L2 full of dirty lines, which the timed call's reads
+must first write back; HYLRA_FLUSH=read flushes by reading the buffer instead (clean lines), to
+measure what that write-back costs. hylra and the baselines are timed by the same function on the same
 tensors in the same process.
 """
 import ctypes
@@ -19,6 +21,9 @@ _L2_FLUSH_BYTES = 256 << 20
 class ColdTimer:
     def __init__(self, device="cuda"):
         self._flush = torch.empty(_L2_FLUSH_BYTES, dtype=torch.uint8, device=device)
+        self._flush_by_read = os.environ.get("HYLRA_FLUSH", "write") == "read"
+        if self._flush_by_read:
+            self._flush = self._flush.view(torch.int32)
         self._start = torch.cuda.Event(enable_timing=True)
         self._stop = torch.cuda.Event(enable_timing=True)
 
@@ -29,7 +34,10 @@ class ColdTimer:
         times = []
         for i in range(reps):
             args = inputs[i % len(inputs)]
-            self._flush.zero_()
+            if self._flush_by_read:
+                self._flush.max()
+            else:
+                self._flush.zero_()
             self._start.record()
             fn(*args)
             self._stop.record()
@@ -62,4 +70,5 @@ def header(title):
         except OSError:
             commit = "unknown"
     return (f"### {title}\n{datetime.date.today()} | {torch.cuda.get_device_name()} | torch {torch.__version__} | "
-            f"cuDNN {torch.backends.cudnn.version()} | commit {commit or 'unknown'}\n")
+            f"cuDNN {torch.backends.cudnn.version()} | commit {commit or 'unknown'} | "
+            f"L2 flush by {os.environ.get('HYLRA_FLUSH', 'write')}\n")

@@ -2,7 +2,9 @@
 
 Shapes rows x N x k from issue 4, fp32 and bf16, random normal scores rotated over several buffers.
 Each hylra result is checked first: its selected values must equal torch's as a multiset (the two
-may pick different positions among equal scores, never different scores).
+may pick different positions among equal scores, never different scores). hylra is timed with its
+default method (kCluster) and with method = kSampled; a last table times both on scores correlated
+along the row, where the sampled method's sample misleads it.
 
     HYLRA_BUILD_DIR=build HYLRA_COMMIT=<hash> python3 bench/bench_topk.py
 """
@@ -78,10 +80,13 @@ def main():
 
     print()
     print(harness.header("Top-k: hylra BatchedTopK vs torch.topk(sorted=False)"))
-    print("| rows×N×k | dtype | hylra µs | hylra GB/s | torch.topk µs | × torch | FlashInfer µs (issue) | × FlashInfer | method: CTAs/row × keys/CTA |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for shape, dname, th, gbs, tt, ratio, fi, fratio, split, _ in rows_out:
-        print(f"| {shape} | {dname} | {th:.1f} | {gbs:.0f} | {tt:.1f} | {ratio:.1f} | {fi} | {fratio:.2f} | {split} |")
+    print("hylra = the default call (method kCluster); kSampled = the same call with method = kSampled (variant 1).")
+    print("| rows×N×k | dtype | hylra µs | hylra GB/s | torch.topk µs | × torch | FlashInfer µs (issue) | × FlashInfer | method: CTAs/row × keys/CTA | kSampled µs | kSampled × torch | kSampled × FlashInfer | its method |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for shape, dname, th, gbs, tt, ratio, fi, fratio, split, alternatives in rows_out:
+        ts, sampled_split = alternatives[0]
+        print(f"| {shape} | {dname} | {th:.1f} | {gbs:.0f} | {tt:.1f} | {ratio:.1f} | {fi} | {fratio:.2f} | {split} | "
+              f"{ts:.1f} | {tt / ts:.1f} | {fi / ts:.2f} | {sampled_split} |")
     print()
     names = [lib.hylra_topk_variant_name(v).decode() for v in range(lib.hylra_topk_num_variants())]
     print("Alternative policies (bench/topk_capi.cu), µs (median of 50) and CTAs/row × keys/CTA:")
@@ -90,6 +95,56 @@ def main():
     for shape, dname, th, *_, split, alternatives in rows_out:
         print(f"| {shape} | {dname} | {th:.1f} ({split}) | " +
               " | ".join(f"{t:.1f} ({s})" for t, s in alternatives) + " |")
+
+    correlated_rows(lib, timer)
+
+
+def correlated(rows, n, length, dtype):
+    """Normal scores correlated over about `length` positions: 90 % of the variance from a normal
+    sequence of n / length points interpolated linearly, 10 % white noise. Attention scores have
+    such local structure; the sampled method samples 128-byte runs, so its effective sample shrinks."""
+    white = torch.randn(rows, n, device="cuda")
+    if length <= 1:
+        return white.to(dtype)
+    coarse = torch.randn(rows, 1, n // length + 1, device="cuda")
+    smooth = torch.nn.functional.interpolate(coarse, size=n, mode="linear", align_corners=True).view(rows, n)
+    smooth = smooth / smooth.std(dim=1, keepdim=True)
+    return (0.9 ** 0.5 * smooth + 0.1 ** 0.5 * white).to(dtype)
+
+
+def correlated_rows(lib, timer):
+    """The sampled method (method = kSampled) against the default (kCluster) on position-correlated
+    rows: time, and rows sent to the exact one-CTA fallback (checked against torch.topk first)."""
+    rows, n, k = 64, 131072, 2048
+    lib.hylra_topk_fallback_rows.restype = ctypes.c_int
+    print()
+    print(f"Position-correlated scores, {rows}x{n // 1024}Kx{k} (see correlated()), µs (median of 50):")
+    print("| correlation length | dtype | default (kCluster) µs | kSampled µs | rows kSampled sent to the fallback |")
+    print("|---|---|---|---|---|")
+    for dtype, code, dname in DTYPES:
+        for length in (1, 64, 1024, 16384):
+            inputs = [correlated(rows, n, length, dtype) for _ in range(4)]
+            indices = torch.empty(rows, k, dtype=torch.int32, device="cuda")
+            values = torch.empty(rows, k, dtype=dtype, device="cuda")
+
+            def hylra(x, variant=0, with_values=False):
+                status = lib.hylra_topk(variant, code, harness.ptr(x), ctypes.c_longlong(n), rows, n, ctypes.c_void_p(0), k,
+                                        harness.ptr(indices), harness.ptr(values if with_values else None), 0,
+                                        harness.stream())
+                if status != 0:
+                    raise RuntimeError(f"hylra_topk returned status {status}")
+
+            hylra(inputs[0], variant=1, with_values=True)
+            fallbacks = lib.hylra_topk_fallback_rows(1, code, rows, n, k)
+            ref = torch.topk(inputs[0], k, dim=1, sorted=False).values
+            if not torch.equal(values.float().sort(dim=1).values, ref.float().sort(dim=1).values):
+                print(f"MISMATCH correlated {dname} length {length}", file=sys.stderr)
+                sys.exit(1)
+            args = [(x,) for x in inputs]
+            t_default = timer.median_us(hylra, args, reps=50)
+            t_sampled = timer.median_us(lambda x: hylra(x, variant=1), args, reps=50)
+            print(f"| {length} | {dname} | {t_default:.1f} | {t_sampled:.1f} | {fallbacks} of {rows} |", flush=True)
+            del inputs
 
 
 if __name__ == "__main__":

@@ -2,15 +2,13 @@
 // Besides the default policy it exposes a few alternatives, so one benchmark run can compare
 // tuning choices on the same inputs.
 #include <cstdint>
+#include <vector>
 
 #include "hylra/core/dispatch.hpp"
 #include "hylra/topk/batched_topk.cuh"
 
 namespace {
 
-struct ClusterOnlyPolicy : hylra::BatchedTopKPolicy {  // the sampled method switched off
-  static constexpr int kSampledMinRows = 0x7FFFFFFF;
-};
 struct SampledEverywherePolicy : hylra::BatchedTopKPolicy {  // the sampled method wherever it applies
   static constexpr int kSampledMinRows = 1;
   static constexpr int kSampledMinCols = 1;
@@ -21,17 +19,19 @@ struct SampledSmallTilesPolicy : SampledEverywherePolicy {  // 4K-key filter til
   static constexpr int kFilterCtasPerSm = 8;
 };
 
+// Variant 0 is the default call; the others ask for the sampled method (Arguments::method).
 constexpr int kVariants = 4;
 
 template <typename F>
 auto with_policy(int variant, F&& f) {
   switch (variant) {
-    case 1: return f(hylra::TypeTag<ClusterOnlyPolicy>{});
     case 2: return f(hylra::TypeTag<SampledEverywherePolicy>{});
     case 3: return f(hylra::TypeTag<SampledSmallTilesPolicy>{});
     default: return f(hylra::TypeTag<hylra::BatchedTopKPolicy>{});
   }
 }
+
+hylra::TopKMethod method_of(int variant) { return variant == 0 ? hylra::TopKMethod::kCluster : hylra::TopKMethod::kSampled; }
 
 // One workspace for every call, grown on the first call of a larger shape (the benchmark's
 // correctness check, outside the timed calls).
@@ -55,8 +55,8 @@ extern "C" {
 __attribute__((visibility("default"))) int hylra_topk_num_variants() { return kVariants; }
 
 __attribute__((visibility("default"))) const char* hylra_topk_variant_name(int variant) {
-  static const char* const kNames[kVariants] = {"default", "cluster method only", "sampled wherever it applies",
-                                                     "sampled, 4K-key filter tiles"};
+  static const char* const kNames[kVariants] = {"default (kCluster)", "method = kSampled", "kSampled at every shape",
+                                                     "kSampled, 4K-key filter tiles"};
   return variant >= 0 && variant < kVariants ? kNames[variant] : "";
 }
 
@@ -75,6 +75,7 @@ __attribute__((visibility("default"))) int hylra_topk(int variant, int dtype, co
       args.num_cols = cols;
       args.lengths = lengths;
       args.k = k;
+      args.method = method_of(variant);
       args.indices = indices;
       args.values = static_cast<T*>(values);
       args.sorted = sorted != 0;
@@ -105,6 +106,7 @@ __attribute__((visibility("default"))) void hylra_topk_shape(int variant, int dt
       args.num_rows = rows;
       args.num_cols = cols;
       args.k = k;
+      args.method = method_of(variant);
       const hylra::detail::SampledPlan<T, Policy> plan(args);
       const auto shape = hylra::detail::topk_launch_shape<T, Policy>(rows, cols, sms);
       *sampled = plan.applies(args) ? 1 : 0;
@@ -114,5 +116,38 @@ __attribute__((visibility("default"))) void hylra_topk_shape(int variant, int dt
       return hylra::Status::success();
     });
   });
+}
+// Rows of the last hylra_topk call (same variant, dtype and shape) that the sampled method sent
+// to its exact one-CTA fallback, read from the workspace (synchronizes); -1 when the shape does
+// not take the sampled method.
+__attribute__((visibility("default"))) int hylra_topk_fallback_rows(int variant, int dtype, int rows, int cols, int k) {
+  int fallbacks = -1;
+  with_policy(variant, [&](auto policy) {
+    using Policy = typename decltype(policy)::type;
+    return hylra::dispatch_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      typename hylra::BatchedTopK<T, Policy>::Arguments args;
+      args.scores = reinterpret_cast<const T*>(std::uintptr_t{256});
+      args.row_stride = cols;
+      args.num_rows = rows;
+      args.num_cols = cols;
+      args.k = k;
+      args.method = method_of(variant);
+      const hylra::detail::SampledPlan<T, Policy> plan(args);
+      if (!plan.applies(args)) return hylra::Status::success();
+      using Workspace = hylra::detail::SampledWorkspace<T>;
+      const Workspace w =
+          Workspace::in(workspace_for(plan.workspace_bytes(args)), rows, plan.tiles_per_row, Policy::kSampledCapacity);
+      std::vector<int> counts(static_cast<std::size_t>(rows));
+      std::vector<typename Workspace::Bits> thresholds(static_cast<std::size_t>(rows));
+      cudaMemcpy(counts.data(), w.counts, sizeof(int) * counts.size(), cudaMemcpyDeviceToHost);
+      cudaMemcpy(thresholds.data(), w.thresholds, sizeof(thresholds[0]) * thresholds.size(), cudaMemcpyDeviceToHost);
+      fallbacks = 0;
+      for (int r = 0; r < rows; ++r)  // the select kernel's test
+        fallbacks += counts[r] > Policy::kSampledCapacity || (counts[r] < k && thresholds[r] != 1) ? 1 : 0;
+      return hylra::Status::success();
+    });
+  });
+  return fallbacks;
 }
 }

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hylra/reference/topk.hpp"
@@ -45,6 +46,17 @@ struct TopKOutput {
   std::vector<std::int32_t> indices, counts;
   std::vector<T> values;
   std::vector<unsigned char> workspace;
+};
+
+// The method a test policy asks for: its kTestMethod (the sampled policies below), else the
+// default.
+template <typename Policy, typename = void>
+struct TestMethod {
+  static constexpr TopKMethod value = TopKMethod::kCluster;
+};
+template <typename Policy>
+struct TestMethod<Policy, std::void_t<decltype(Policy::kTestMethod)>> {
+  static constexpr TopKMethod value = Policy::kTestMethod;
 };
 
 // Runs BatchedTopK on `scores` (c.rows rows of stride c.cols + c.stride_pad) and checks every row
@@ -105,6 +117,7 @@ TopKOutput<T> check_scores(const Case& c, const std::vector<T>& scores, std::mt1
   args.sorted = c.sorted;
   args.sink_tokens = c.sinks;
   args.recent_tokens = c.recent;
+  args.method = TestMethod<Policy>::value;
   if (c.page_size > 0) {
     args.block_table = d_table.ptr;
     args.block_table_stride = max_pages + 1;
@@ -389,8 +402,10 @@ TEST_CASE_TEMPLATE("BatchedTopK output is bitwise reproducible", T, float, __nv_
   check_reproducible<T, BatchedTopKPolicy>(5000);
 }
 
-// The sampled-threshold method wherever it applies (the default takes it from 16 rows of 32K).
+// The sampled-threshold method wherever it applies (the default policy takes it from 16 rows of
+// 32K when asked).
 struct SampledPolicy : BatchedTopKPolicy {
+  static constexpr TopKMethod kTestMethod = TopKMethod::kSampled;
   static constexpr int kSampledMinRows = 1;
   static constexpr int kSampledMinCols = 1;
   static constexpr std::int64_t kSampledMinKeys = 0;
@@ -465,6 +480,7 @@ TEST_CASE_TEMPLATE("BatchedTopK sampled method: fast path on random rows, fallba
   typename BatchedTopK<T, SampledPolicy>::Arguments args;
   args.num_rows = kRows;
   args.num_cols = kCols;
+  args.method = TopKMethod::kSampled;
   const detail::SampledPlan<T, SampledPolicy> plan(args);
   const auto workspace =
       detail::SampledWorkspace<T>::in(out.workspace.data(), kRows, plan.tiles_per_row, SampledPolicy::kSampledCapacity);
@@ -505,12 +521,15 @@ TEST_CASE("BatchedTopK reports bad arguments") {
   bad.k = 5000;
   CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kNotSupported);
   bad = args;
+  bad.method = static_cast<TopKMethod>(7);
+  CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kInvalidValue);
+  bad = args;
   bad.block_table = dummy_indices;
   CHECK(BatchedTopK<float>::can_implement(bad) == StatusCode::kInvalidShape);
   CHECK(BatchedTopK<float>::run(bad, nullptr, 0, nullptr) == StatusCode::kInvalidShape);
   CHECK(BatchedTopK<float>::workspace_size(bad) == 0);
 
-  // The sampled method (64 rows of 128K) needs its workspace.
+  // 64 rows of 128K: the default method needs no workspace; the sampled one, on request, does.
   DeviceBuffer<float> scores(64 * 131072);
   DeviceBuffer<std::int32_t> indices(64 * 2048);
   auto many = args;
@@ -520,6 +539,8 @@ TEST_CASE("BatchedTopK reports bad arguments") {
   many.num_cols = 131072;
   many.row_stride = 131072;
   many.k = 2048;
+  CHECK(BatchedTopK<float>::workspace_size(many) == 0);
+  many.method = TopKMethod::kSampled;
   const std::size_t bytes = BatchedTopK<float>::workspace_size(many);
   CHECK(bytes >= 64u * BatchedTopKPolicy::kSampledCapacity * 8u);
   DeviceBuffer<unsigned char> workspace(bytes + 16);

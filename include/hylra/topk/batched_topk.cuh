@@ -6,14 +6,16 @@
 // Output order is unspecified but deterministic (the same inputs give bitwise the same output)
 // unless `sorted` is set; positions can be translated through a block table on the way out.
 //
-// Two methods; run() picks one from the shape (host values only):
-// * cluster selection (cluster_select.cuh): one thread-block cluster per row, radix histograms
-//   exchanged through distributed shared memory; no workspace. For few rows or short ones.
-// * sampled-threshold selection (sampled_select.cuh): a threshold per row from a sample, one
+// Two methods (Arguments::method):
+// * cluster selection (cluster_select.cuh), the default: one thread-block cluster per row, radix
+//   histograms exchanged through distributed shared memory; no workspace.
+// * sampled-threshold selection (sampled_select.cuh), on request and only where the shape rule
+//   (kSampledMin*, host values only) says it pays: a threshold per row from a sample, one
 //   streaming compare pass that keeps the ~1.5 k keys above it, then an exact select among
-//   those; needs workspace_size(args) bytes. For launches of many long rows (see
-//   kSampledMinKeys), where the cluster method needs several waves of clusters: 1.25-1.65x faster
-//   there on H200. Rows the sample misjudges fall back to an exact one-CTA selection.
+//   those; needs workspace_size(args) bytes. For launches of many long rows of scores without
+//   structure along the row, where the cluster method needs several waves of clusters: 1.3-1.75x
+//   faster there on H200. Rows the sample misjudges (scores correlated along the row, sorted
+//   runs, many ties) fall back to an exact one-CTA selection, which is slow.
 // Both select the same set, each in its own deterministic order.
 #pragma once
 
@@ -81,11 +83,11 @@ struct BatchedTopKPolicy {
   static constexpr int kSortThreads = 512;
   static constexpr int kSortItemsPerThread = 8;
   static constexpr int kMaxSortedK = kSortThreads * kSortItemsPerThread;
-  // Sampled-threshold method: taken for launches of at least kSampledMinRows rows of at least
-  // kSampledMinCols scores and kSampledMinKeys scores in all (and a candidate bound within
-  // kSampledCapacity). Measured on H200 (bench/RESULTS.md): it wins where the cluster method
-  // needs more than one wave of CTAs (64 x 128K: 8 M scores) and loses where one wave holds
-  // every row (64 x 32K, 8 x 128K), its three dependent kernels then costing more.
+  // Sampled-threshold method (Arguments::method = kSampled): taken for launches of at least
+  // kSampledMinRows rows of at least kSampledMinCols scores and kSampledMinKeys scores in all (and
+  // a candidate bound within kSampledCapacity). Measured on H200 (bench/RESULTS.md): it wins where
+  // the cluster method needs more than one wave of CTAs (64 x 128K: 8 M scores) and loses where
+  // one wave holds every row (64 x 32K, 8 x 128K), its three dependent kernels then costing more.
   static constexpr int kSampledMinRows = 16;
   static constexpr int kSampledMinCols = 32768;
   static constexpr std::int64_t kSampledMinKeys = std::int64_t{1} << 22;
@@ -164,6 +166,8 @@ class BatchedTopK {
     if (args.num_cols <= 0) return {StatusCode::kInvalidShape, "num_cols must be positive"};
     if (args.row_stride < args.num_cols) return {StatusCode::kInvalidStride, "row_stride must be >= num_cols"};
     if (args.k <= 0) return {StatusCode::kInvalidValue, "k must be positive"};
+    if (args.method != TopKMethod::kCluster && args.method != TopKMethod::kSampled)
+      return {StatusCode::kInvalidValue, "method must be kCluster or kSampled"};
     if (args.sorted && args.k > Policy::kMaxSortedK)
       return {StatusCode::kNotSupported, "sorted output needs k <= 4096"};
     if (args.sink_tokens < 0 || args.recent_tokens < 0)
@@ -180,7 +184,7 @@ class BatchedTopK {
     return Status::success();
   }
 
-  // Bytes of workspace run() needs for `args`: zero for the cluster method.
+  // Bytes of workspace run() needs for `args`: zero unless it takes the sampled method.
   static std::size_t workspace_size(const Arguments& args) {
     const detail::SampledPlan<ScoreT, Policy> plan(args);
     return can_implement(args).ok() && plan.applies(args) ? plan.workspace_bytes(args) : 0;

@@ -1,5 +1,6 @@
-// Sampled-threshold selection: BatchedTopK's method for many long rows (see batched_topk.cuh for
-// the contract). Three kernels and a workspace, and no cluster barriers:
+// Sampled-threshold selection: BatchedTopK's method for many long rows of scores without structure
+// along the row, on request (TopKMethod::kSampled; batched_topk.cuh has the contract). Three
+// kernels and a workspace, and no cluster barriers:
 // 1. sample_threshold_kernel, one CTA per row: reads kSampleKeys scores (128-byte runs spread
 //    evenly over the row, or the whole row when it is no longer) and, with two radix passes over
 //    them, takes about the sample's key of rank sample_threshold_rank as the row's threshold t:
@@ -466,10 +467,11 @@ struct SampledPlan {
   explicit SampledPlan(const BatchedTopKArguments<ScoreT>& args)
       : tiles_per_row((args.num_cols + Tile::kKeys - 1) / Tile::kKeys) {}
 
-  // Whether run() takes the sampled method for `args`: many long, 16-byte aligned rows whose
-  // candidates fit the capacity at the sample's confidence.
+  // Whether run() takes the sampled method for `args`: asked for, and many long, 16-byte aligned
+  // rows whose candidates fit the capacity at the sample's confidence.
   bool applies(const BatchedTopKArguments<ScoreT>& args) const {
-    return rows_vectorized(args) && args.num_rows >= Policy::kSampledMinRows && args.num_cols >= Policy::kSampledMinCols &&
+    return args.method == TopKMethod::kSampled && rows_vectorized(args) && args.num_rows >= Policy::kSampledMinRows &&
+           args.num_cols >= Policy::kSampledMinCols &&
            static_cast<std::int64_t>(args.num_rows) * args.num_cols >= Policy::kSampledMinKeys &&
            tiles_per_row <= Policy::kMaxSampledTiles &&
            static_cast<std::int64_t>(args.num_rows) * tiles_per_row <= 0x7FFFFFFF &&

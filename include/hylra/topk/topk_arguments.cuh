@@ -14,6 +14,19 @@
 
 HYLRA_NAMESPACE_BEGIN
 
+// The selection method of a BatchedTopK call (batched_topk.cuh describes both).
+enum class TopKMethod {
+  // One thread-block cluster per row. Any scores; no workspace.
+  kCluster,
+  // A threshold per row from a sample, one compare pass, an exact select among the candidates.
+  // Faster for launches of many long rows whose scores have no structure along the row (taken
+  // only where the policy's shape rule says it pays, else kCluster); needs a workspace. Rows
+  // whose scores are correlated over tens of positions or more mislead the sample and fall back
+  // to an exact one-CTA selection: on such rows a launch takes 2.5-3x kCluster's time
+  // (bench/RESULTS.md). Attention scores may well be such rows: measure before choosing it.
+  kSampled,
+};
+
 template <typename ScoreT>
 struct BatchedTopKArguments {
   const ScoreT* scores = nullptr;          // [num_rows, row_stride]
@@ -38,6 +51,7 @@ struct BatchedTopKArguments {
   int max_pages = 0;
   int page_size = 1;
   int rows_per_sequence = 1;  // e.g. num_kv_heads when rows are (sequence, head) pairs
+  TopKMethod method = TopKMethod::kCluster;
 };
 
 namespace detail {

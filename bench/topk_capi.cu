@@ -33,6 +33,27 @@ auto with_policy(int variant, F&& f) {
 
 hylra::TopKMethod method_of(int variant) { return variant == 0 ? hylra::TopKMethod::kCluster : hylra::TopKMethod::kSampled; }
 
+// Calls f(args, plan, TypeTag<T>, TypeTag<Policy>) with the arguments of a rows x cols x k call of
+// `variant` in `dtype`, as far as planning needs them (no data), and its sampled-method plan.
+template <typename F>
+void with_plan(int variant, int dtype, int rows, int cols, int k, F&& f) {
+  with_policy(variant, [&](auto policy) {
+    using Policy = typename decltype(policy)::type;
+    return hylra::dispatch_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      hylra::BatchedTopKArguments<T> args;
+      args.scores = reinterpret_cast<const T*>(std::uintptr_t{256});  // aligned, as the benchmark's tensors
+      args.row_stride = cols;
+      args.num_rows = rows;
+      args.num_cols = cols;
+      args.k = k;
+      args.method = method_of(variant);
+      f(args, hylra::detail::SampledPlan<T, Policy>(args), tag, policy);
+      return hylra::Status::success();
+    });
+  });
+}
+
 // One workspace for every call, grown on the first call of a larger shape (the benchmark's
 // correctness check, outside the timed calls).
 void* workspace_for(std::size_t bytes) {
@@ -96,57 +117,36 @@ __attribute__((visibility("default"))) void hylra_topk_shape(int variant, int dt
   int device = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  with_policy(variant, [&](auto policy) {
+  with_plan(variant, dtype, rows, cols, k, [&](const auto& args, const auto& plan, auto tag, auto policy) {
+    using T = typename decltype(tag)::type;
     using Policy = typename decltype(policy)::type;
-    return hylra::dispatch_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      typename hylra::BatchedTopK<T, Policy>::Arguments args;
-      args.scores = reinterpret_cast<const T*>(std::uintptr_t{256});  // aligned, as the benchmark's tensors
-      args.row_stride = cols;
-      args.num_rows = rows;
-      args.num_cols = cols;
-      args.k = k;
-      args.method = method_of(variant);
-      const hylra::detail::SampledPlan<T, Policy> plan(args);
-      const auto shape = hylra::detail::topk_launch_shape<T, Policy>(rows, cols, sms);
-      *sampled = plan.applies(args) ? 1 : 0;
-      *ctas_per_row = *sampled ? plan.tiles_per_row : shape.cluster_size;
-      *segment = *sampled ? hylra::detail::FilterTile<T, Policy>::kKeys : shape.segment;
-      *cached = shape.cached ? 1 : 0;
-      return hylra::Status::success();
-    });
+    const auto shape = hylra::detail::topk_launch_shape<T, Policy>(rows, cols, sms);
+    *sampled = plan.applies(args) ? 1 : 0;
+    *ctas_per_row = *sampled ? plan.tiles_per_row : shape.cluster_size;
+    *segment = *sampled ? hylra::detail::FilterTile<T, Policy>::kKeys : shape.segment;
+    *cached = shape.cached ? 1 : 0;
   });
 }
+
 // Rows of the last hylra_topk call (same variant, dtype and shape) that the sampled method sent
 // to its exact one-CTA fallback, read from the workspace (synchronizes); -1 when the shape does
 // not take the sampled method.
 __attribute__((visibility("default"))) int hylra_topk_fallback_rows(int variant, int dtype, int rows, int cols, int k) {
   int fallbacks = -1;
-  with_policy(variant, [&](auto policy) {
+  with_plan(variant, dtype, rows, cols, k, [&](const auto& args, const auto& plan, auto tag, auto policy) {
+    using T = typename decltype(tag)::type;
     using Policy = typename decltype(policy)::type;
-    return hylra::dispatch_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      typename hylra::BatchedTopK<T, Policy>::Arguments args;
-      args.scores = reinterpret_cast<const T*>(std::uintptr_t{256});
-      args.row_stride = cols;
-      args.num_rows = rows;
-      args.num_cols = cols;
-      args.k = k;
-      args.method = method_of(variant);
-      const hylra::detail::SampledPlan<T, Policy> plan(args);
-      if (!plan.applies(args)) return hylra::Status::success();
-      using Workspace = hylra::detail::SampledWorkspace<T>;
-      const Workspace w =
-          Workspace::in(workspace_for(plan.workspace_bytes(args)), rows, plan.tiles_per_row, Policy::kSampledCapacity);
-      std::vector<int> counts(static_cast<std::size_t>(rows));
-      std::vector<typename Workspace::Bits> thresholds(static_cast<std::size_t>(rows));
-      cudaMemcpy(counts.data(), w.counts, sizeof(int) * counts.size(), cudaMemcpyDeviceToHost);
-      cudaMemcpy(thresholds.data(), w.thresholds, sizeof(thresholds[0]) * thresholds.size(), cudaMemcpyDeviceToHost);
-      fallbacks = 0;
-      for (int r = 0; r < rows; ++r)  // the select kernel's test
-        fallbacks += counts[r] > Policy::kSampledCapacity || (counts[r] < k && thresholds[r] != 1) ? 1 : 0;
-      return hylra::Status::success();
-    });
+    if (!plan.applies(args)) return;
+    using Workspace = hylra::detail::SampledWorkspace<T>;
+    const Workspace w =
+        Workspace::in(workspace_for(plan.workspace_bytes(args)), rows, plan.tiles_per_row, Policy::kSampledCapacity);
+    std::vector<int> counts(static_cast<std::size_t>(rows));
+    std::vector<typename Workspace::Bits> thresholds(static_cast<std::size_t>(rows));
+    cudaMemcpy(counts.data(), w.counts, sizeof(int) * counts.size(), cudaMemcpyDeviceToHost);
+    cudaMemcpy(thresholds.data(), w.thresholds, sizeof(thresholds[0]) * thresholds.size(), cudaMemcpyDeviceToHost);
+    fallbacks = 0;
+    for (int r = 0; r < rows; ++r)  // the select kernel's test
+      fallbacks += counts[r] > Policy::kSampledCapacity || (counts[r] < k && thresholds[r] != 1) ? 1 : 0;
   });
   return fallbacks;
 }

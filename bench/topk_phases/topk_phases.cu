@@ -1,6 +1,6 @@
 // Where a CTA of BatchedTopK's cluster method spends its time: runs the kernel built from the
 // instrumented copy of cluster_select.cuh (instrument_topk.py; CMake generates it) on random
-// normal rows, cold L2, with the sampled method switched off, and
+// normal rows, cold L2 (the default call, so the cluster method), and
 // prints the median / p90 / max duration of each phase over the CTAs, the CTA lifetimes and the
 // CTA start times (which show how many CTAs run at once: the waves). GPU machine:
 //   cmake --build build --target topk_phases && build/bench/topk_phases/topk_phases [rows n k fp32|bf16]
@@ -19,10 +19,6 @@
 #include "../phase_timeline.hpp"  // CHECK_CUDA, percentile
 
 namespace {
-
-struct ClusterOnlyPolicy : hylra::BatchedTopKPolicy {
-  static constexpr int kSampledMinRows = 0x7FFFFFFF;
-};
 
 constexpr int kStampsPerCta = 16;
 constexpr const char* kPhases[] = {"clear + arrive",      "load + histogram",   "barrier wait",
@@ -48,12 +44,12 @@ void profile(int rows, int n, int k, const char* dtype) {
   int sms = 0, clock_khz = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   CHECK_CUDA(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
-  const auto shape = hylra::detail::topk_launch_shape<T, ClusterOnlyPolicy>(rows, n, sms);
+  const auto shape = hylra::detail::topk_launch_shape<T, hylra::BatchedTopKPolicy>(rows, n, sms);
   const int ctas = rows * shape.cluster_size;
   CHECK_CUDA(cudaMalloc(&stamps, sizeof(long long) * kStampsPerCta * ctas));
   CHECK_CUDA(cudaMemcpyToSymbol(g_topk_phase_stamps, &stamps, sizeof(stamps)));
 
-  typename hylra::BatchedTopK<T, ClusterOnlyPolicy>::Arguments args;
+  typename hylra::BatchedTopK<T>::Arguments args;
   args.scores = scores;
   args.row_stride = n;
   args.num_rows = rows;
@@ -63,7 +59,7 @@ void profile(int rows, int n, int k, const char* dtype) {
   for (int rep = 0; rep < 5; ++rep) {  // the last call's stamps are kept
     CHECK_CUDA(cudaMemset(stamps, 0, sizeof(long long) * kStampsPerCta * ctas));
     CHECK_CUDA(cudaMemset(flush, rep, kFlushBytes));
-    const hylra::Status status = hylra::BatchedTopK<T, ClusterOnlyPolicy>::run(args, nullptr, 0, nullptr);
+    const hylra::Status status = hylra::BatchedTopK<T>::run(args, nullptr, 0, nullptr);
     if (!status.ok()) {
       std::fprintf(stderr, "BatchedTopK: %s\n", hylra::to_string(status).c_str());
       std::exit(1);

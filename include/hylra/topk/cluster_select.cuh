@@ -1,5 +1,5 @@
-// Cluster selection: BatchedTopK's method for few or short rows (see batched_topk.cuh for the
-// contract). One thread-block cluster of up to 8 CTAs per row, each CTA owning a segment.
+// Cluster selection: BatchedTopK's default method (see batched_topk.cuh for the contract). One
+// thread-block cluster of up to 8 CTAs per row, each CTA owning a segment.
 // 1. Each CTA streams its segment once with 16-byte loads, turns scores into RadixKey bits, keeps
 //    them in shared memory and counts a wide first digit (11 bits: sign, exponent and 2 mantissa
 //    bits of fp32) with one shared atomic per key.

@@ -9,11 +9,13 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hylra/attention/decode.cuh"  // with the instrumented kernels: their directory comes first
@@ -156,6 +158,14 @@ void profile(bool gather, int batch, int n) {
   // Odd calls are stamped, even ones not: the event times of both show what the stamps cost.
   std::vector<double> plain_us, stamped_us, decode_span, merge_first_start, merge_last_released, merge_last_end;
   std::vector<double> phase[6];
+  // Per decode CTA on the global timer (us after the call's first CTA start), and each SM's CTA
+  // durations in alternate stamped calls: if the same SMs are slow in both halves, a static split
+  // cannot even out the finish, whatever its granularity.
+  std::vector<double> cta_start, cta_end, cta_duration;
+  constexpr int kMaxSms = 256;
+  std::vector<double> sm_sum[2] = {std::vector<double>(kMaxSms), std::vector<double>(kMaxSms)};
+  std::vector<int> sm_count[2] = {std::vector<int>(kMaxSms), std::vector<int>(kMaxSms)};
+  int stamped_calls = 0;
   std::vector<long long> d(static_cast<std::size_t>(kStampsPerCta) * ctas), m(static_cast<std::size_t>(kStampsPerCta) * merge_ctas);
   for (int rep = 0; rep < 40; ++rep) {
     const bool stamped = rep % 2 == 1;
@@ -182,6 +192,20 @@ void profile(bool gather, int batch, int n) {
           phase[p - 1].push_back(static_cast<double>(d[c * kStampsPerCta + p] - d[c * kStampsPerCta + p - 1]) * 1e3 / clock_khz);
     }
     decode_span.push_back(static_cast<double>(last - first) * 1e-3);
+    const int half = stamped_calls++ % 2;
+    for (int c = 0; c < ctas; ++c) {
+      const long long* stamp = &d[static_cast<std::size_t>(c) * kStampsPerCta];
+      const double begin = static_cast<double>(stamp[kTimerSlot] - first) * 1e-3;
+      const double end = static_cast<double>(stamp[kTimerSlot + 6] - first) * 1e-3;
+      cta_start.push_back(begin);
+      cta_end.push_back(end);
+      cta_duration.push_back(end - begin);
+      const int sm = static_cast<int>(stamp[7]);
+      if (sm >= 0 && sm < kMaxSms) {
+        sm_sum[half][sm] += end - begin;
+        ++sm_count[half][sm];
+      }
+    }
     long long merge_start = LLONG_MAX, merge_released = 0, merge_end = 0;
     for (int c = 0; c < merge_ctas; ++c) {
       if (m[c * kStampsPerCta + kTimerSlot] == 0) continue;
@@ -209,6 +233,37 @@ void profile(bool gather, int batch, int n) {
   for (int p = 0; p < 6; ++p)
     std::printf("| %s | %.2f | %.2f | %.2f |\n", kPhases[p], percentile(phase[p], 0.5), percentile(phase[p], 0.9),
                 percentile(phase[p], 1.0));
+  std::printf("\n| decode CTAs, us | min | p10 | median | p90 | max |\n|---|---|---|---|---|---|\n");
+  const std::pair<const char*, std::vector<double>*> spreads[] = {
+      {"start after the first CTA's", &cta_start}, {"end after the first CTA's start", &cta_end},
+      {"lifetime", &cta_duration}};
+  for (const auto& [name, values] : spreads)
+    std::printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", name, percentile(*values, 0.0), percentile(*values, 0.1),
+                percentile(*values, 0.5), percentile(*values, 0.9), percentile(*values, 1.0));
+  // Mean CTA lifetime per SM in the even and the odd stamped calls, and their correlation over SMs.
+  std::vector<double> even, odd;
+  for (int sm = 0; sm < kMaxSms; ++sm)
+    if (sm_count[0][sm] > 0 && sm_count[1][sm] > 0) {
+      even.push_back(sm_sum[0][sm] / sm_count[0][sm]);
+      odd.push_back(sm_sum[1][sm] / sm_count[1][sm]);
+    }
+  if (even.size() > 2) {
+    const double n = static_cast<double>(even.size());
+    const double mean_even = std::accumulate(even.begin(), even.end(), 0.0) / n;
+    const double mean_odd = std::accumulate(odd.begin(), odd.end(), 0.0) / n;
+    double cov = 0.0, var_even = 0.0, var_odd = 0.0;
+    for (std::size_t i = 0; i < even.size(); ++i) {
+      cov += (even[i] - mean_even) * (odd[i] - mean_odd);
+      var_even += (even[i] - mean_even) * (even[i] - mean_even);
+      var_odd += (odd[i] - mean_odd) * (odd[i] - mean_odd);
+    }
+    std::vector<double> all(even);
+    for (std::size_t i = 0; i < odd.size(); ++i) all[i] = 0.5 * (even[i] + odd[i]);
+    std::printf("\nper-SM mean CTA lifetime over %zu SMs: min %.2f, median %.2f, max %.2f us; correlation between "
+                "alternate calls %.2f\n",
+                even.size(), percentile(all, 0.0), percentile(all, 0.5), percentile(all, 1.0),
+                var_even > 0.0 && var_odd > 0.0 ? cov / std::sqrt(var_even * var_odd) : 0.0);
+  }
   for (void* ptr : {static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(q), static_cast<void*>(out),
                     static_cast<void*>(table_d), static_cast<void*>(lens_d), static_cast<void*>(ids_d), workspace,
                     static_cast<void*>(decode_stamps), static_cast<void*>(merge_stamps), static_cast<void*>(flush)})

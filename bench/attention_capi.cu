@@ -22,11 +22,13 @@ hylra::PagedKvCache<const T> make_view(const void* k, const void* v, int num_pag
 
 extern "C" {
 
-// dtype: 0 fp16, 1 bf16 (hylra::DType); layout: 0 NHD, 1 HND; scores null = no export.
+// dtype: 0 fp16, 1 bf16 (hylra::DType); layout: 0 NHD, 1 HND; scores null = no export, else
+// score_dtype elements (hylra::DType: 0 fp16, 1 bf16, 2 fp32).
 __attribute__((visibility("default"))) int hylra_dense_decode(
     int dtype, const void* q, const void* k, const void* v, int num_pages, int page_size, int num_kv_heads,
     int head_dim, int layout, const std::int32_t* block_table, int max_pages, const std::int32_t* seq_lens, int batch,
-    int num_qo_heads, float sm_scale, void* out, float* lse, float* scores, int score_block, long long score_stride,
+    int num_qo_heads, float sm_scale, void* out, float* lse, void* scores, int score_dtype, int score_block,
+    long long score_stride,
     void* workspace, std::size_t workspace_bytes, std::size_t* workspace_needed, void* stream) {
   const hylra::Status status = hylra::dispatch_half_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -38,7 +40,7 @@ __attribute__((visibility("default"))) int hylra_dense_decode(
     args.sm_scale = sm_scale;
     args.out = static_cast<T*>(out);
     args.lse = lse;
-    args.scores = hylra::ScoreExport{scores, score_block, score_stride};
+    args.scores = hylra::ScoreExport{scores, score_block, score_stride, static_cast<hylra::DType>(score_dtype)};
     if (workspace_needed != nullptr) return hylra::dense_decode_workspace_size(args, workspace_needed);
     return hylra::dense_decode(args, workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
   });

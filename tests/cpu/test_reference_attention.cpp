@@ -203,6 +203,18 @@ TEST_CASE("exported scores: max over the group of the logits, max-pooled per blo
   for (int t = 37; t < 48; ++t) CHECK(tokens[t] == -kInf);
   for (int j = 0; j < 3; ++j) CHECK(blocks[j] == pooled[j]);
   CHECK(reference::dense_scores(q.data(), group, kv, 0.7f, ScoreExport{blocks.data(), 16, 2}) == StatusCode::kInvalidStride);
+
+  // 16-bit exports are the fp32 scores rounded to nearest, -inf included.
+  std::vector<__nv_bfloat16> tokens_bf16(48);
+  std::vector<half> tokens_fp16(48);
+  REQUIRE(reference::dense_scores(q.data(), group, kv, 0.7f, ScoreExport{tokens_bf16.data(), 1, 48, DType::kBFloat16}).ok());
+  REQUIRE(reference::dense_scores(q.data(), group, kv, 0.7f, ScoreExport{tokens_fp16.data(), 1, 48, DType::kFloat16}).ok());
+  for (int t = 0; t < 48; ++t) {
+    CHECK(to_float(tokens_bf16[t]) == to_float(from_float<__nv_bfloat16>(tokens[t])));
+    CHECK(to_float(tokens_fp16[t]) == to_float(from_float<half>(tokens[t])));
+  }
+  CHECK(reference::dense_scores(q.data(), group, kv, 0.7f, ScoreExport{tokens.data(), 1, 48, static_cast<DType>(5)}) ==
+        StatusCode::kInvalidValue);
   CHECK(reference::dense_decode(q.data(), 0, kv, 1.0f, tokens.data(), nullptr) == StatusCode::kInvalidShape);
   CHECK(reference::dense_decode<float>(nullptr, 1, kv, 1.0f, tokens.data(), nullptr) == StatusCode::kNullPointer);
 }

@@ -4,6 +4,7 @@
 // and every argument error.
 #include "gpu/test_decode_common.cuh"
 
+#include <cstring>
 #include <limits>
 
 #include "hylra/attention/decode.cuh"
@@ -18,10 +19,38 @@ struct DenseResult {
   double out_error, lse_error, score_error;
 };
 
+// Exported scores stored as `dtype`, widened to float.
+std::vector<float> widen_scores(const std::vector<unsigned char>& bytes, DType dtype) {
+  std::vector<float> values(bytes.size() / size_of(dtype));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const unsigned char* at = bytes.data() + i * size_of(dtype);
+    if (dtype == DType::kFloat32) {
+      std::memcpy(&values[i], at, sizeof(float));
+    } else if (dtype == DType::kBFloat16) {
+      __nv_bfloat16 x;
+      std::memcpy(&x, at, sizeof(x));
+      values[i] = to_float(x);
+    } else {
+      half x;
+      std::memcpy(&x, at, sizeof(x));
+      values[i] = to_float(x);
+    }
+  }
+  return values;
+}
+
+// Largest gap between two neighbouring values of `dtype` near |x|: the device and the reference
+// round logits that differ by ~1e-5 and may land one step apart.
+double rounding_step(DType dtype, float x) {
+  if (dtype == DType::kFloat32) return 0.0;
+  const int mantissa_bits = dtype == DType::kBFloat16 ? 7 : 10;
+  return std::ldexp(1.0, std::ilogb(std::max(std::fabs(x), 1e-6f)) - mantissa_bits);
+}
+
 // Runs dense decode on the device (outputs and workspace poisoned) and the reference on the host.
 template <typename T>
 DenseResult check_dense(const PagedCache<T>& cache, int group, std::mt19937& rng, int score_block = 0,
-                        cudaStream_t stream = nullptr) {
+                        cudaStream_t stream = nullptr, DType score_dtype = DType::kFloat32) {
   const int hq = cache.heads * group;
   const auto q = random_values<T>(static_cast<std::size_t>(cache.batch) * hq * cache.dim, rng);
   const float sm_scale = 1.0f / std::sqrt(static_cast<float>(cache.dim));
@@ -38,13 +67,14 @@ DenseResult check_dense(const PagedCache<T>& cache, int group, std::mt19937& rng
   args.out = d_out.ptr;
   args.lse = d_lse.ptr;
   const bool exporting = score_block > 0;
-  ScoreExport host_scores{nullptr, score_block, 0};
-  DeviceBuffer<float> d_scores;
+  ScoreExport host_scores{nullptr, score_block, 0, score_dtype};
+  DeviceBuffer<unsigned char> d_scores;
   if (exporting) {
     host_scores.row_stride = host_scores.row_length(cache.max_pages * cache.page_size) + 3;  // padded rows
-    d_scores = DeviceBuffer<float>(static_cast<std::size_t>(cache.batch) * cache.heads * host_scores.row_stride);
+    d_scores = DeviceBuffer<unsigned char>(static_cast<std::size_t>(cache.batch) * cache.heads * host_scores.row_stride *
+                                           size_of(score_dtype));
     d_scores.poison();
-    args.scores = ScoreExport{d_scores.ptr, score_block, host_scores.row_stride};
+    args.scores = ScoreExport{d_scores.ptr, score_block, host_scores.row_stride, score_dtype};
   }
   std::size_t bytes = 0;
   DECODE_TEST_OK(dense_decode_workspace_size(args, &bytes));
@@ -57,17 +87,19 @@ DenseResult check_dense(const PagedCache<T>& cache, int group, std::mt19937& rng
   DECODE_TEST_OK(reference::dense_decode(q.data(), hq, cache.host_view(), sm_scale, ref.data(), ref_lse.data()));
   DenseResult result{max_row_rel_error(d_out.to_host(), ref, cache.dim), max_lse_error(d_lse.to_host(), ref_lse), 0.0};
   if (exporting) {
-    std::vector<float> ref_scores(d_scores.count, 0.0f);
-    host_scores.scores = ref_scores.data();
+    std::vector<unsigned char> ref_bytes(d_scores.count, 0);
+    host_scores.scores = ref_bytes.data();
     DECODE_TEST_OK(reference::dense_scores(q.data(), hq, cache.host_view(), sm_scale, host_scores));
-    const auto got = d_scores.to_host();
+    const std::vector<float> ref_scores = widen_scores(ref_bytes, score_dtype);
+    const std::vector<float> got = widen_scores(d_scores.to_host(), score_dtype);
     const int row_length = host_scores.row_length(cache.max_pages * cache.page_size);
     for (std::size_t r = 0; r < got.size() / host_scores.row_stride; ++r)  // padding stays untouched
       for (int j = 0; j < row_length; ++j) {
         const std::size_t i = r * host_scores.row_stride + j;
         const bool same_inf = std::isinf(ref_scores[i]) && got[i] == ref_scores[i];
         const double diff = std::isinf(ref_scores[i]) || std::isnan(got[i]) ? (same_inf ? 0.0 : INFINITY)
-                                                                             : std::fabs(got[i] - ref_scores[i]);
+                                                                             : std::fabs(got[i] - ref_scores[i]) -
+                                                                                   rounding_step(score_dtype, ref_scores[i]);
         result.score_error = std::max(result.score_error, diff);
       }
   }
@@ -150,16 +182,19 @@ TEST_CASE("dense decode on contiguous caches, page size 1 included") {
   }
 }
 
-TEST_CASE_TEMPLATE("exported scores match the reference: tokens and blocks of 16, 32, 64, 128", T, half, __nv_bfloat16) {
+TEST_CASE_TEMPLATE("exported scores match the reference: tokens and blocks of 16, 32, 64, 128, as fp32, bf16 and fp16",
+                   T, half, __nv_bfloat16) {
   std::mt19937 rng(77);
   const int blocks[] = {1, 16, 32, 64, 128};
-  for (int i = 0; i < 5; ++i) {
-    const int dim = i % 2 ? 64 : 128, group = i % 2 ? 5 : 4;
-    CAPTURE(blocks[i]);
-    // Lengths cut blocks and pages short; 2600 spans several chunks.
-    PagedCache<T> cache(i % 2 ? KvLayout::kHND : KvLayout::kNHD, 3, 2, dim, 32, 2600, {2600, 200, 1}, rng);
-    expect_close<T>(check_dense(cache, group, rng, blocks[i]));
-  }
+  for (int i = 0; i < 5; ++i)
+    for (DType dtype : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+      const int dim = i % 2 ? 64 : 128, group = i % 2 ? 5 : 4;
+      CAPTURE(blocks[i]);
+      CAPTURE(to_string(dtype));
+      // Lengths cut blocks and pages short; 2600 spans several chunks.
+      PagedCache<T> cache(i % 2 ? KvLayout::kHND : KvLayout::kNHD, 3, 2, dim, 32, 2600, {2600, 200, 1}, rng);
+      expect_close<T>(check_dense(cache, group, rng, blocks[i], nullptr, dtype));
+    }
 }
 
 // Dense decode computes 32-slot steps at head dims 64 and 128 (16 at 256): lengths here end just
@@ -178,7 +213,9 @@ TEST_CASE("exported scores at step edges: groups 1, 3 and 16, lengths ending mid
       CAPTURE(block);
       PagedCache<__nv_bfloat16> cache(i % 2 ? KvLayout::kHND : KvLayout::kNHD, 4, 2, dim, 16, 1100,
                                       {17, 31, 33, 1091}, rng);
-      expect_close<__nv_bfloat16>(check_dense(cache, group, rng, block));
+      const DType dtype = i % 3 == 1 ? DType::kBFloat16 : (i % 3 == 2 ? DType::kFloat16 : DType::kFloat32);
+      CAPTURE(to_string(dtype));
+      expect_close<__nv_bfloat16>(check_dense(cache, group, rng, block, nullptr, dtype));
     }
 }
 
@@ -258,6 +295,8 @@ TEST_CASE("dense decode reports bad arguments without launching") {
   expect(a, StatusCode::kNotSupported);
   a.scores = ScoreExport{scores, 16, 3};  // 64 tokens need 4 blocks
   expect(a, StatusCode::kInvalidStride);
+  a.scores = ScoreExport{scores, 16, 4, static_cast<DType>(7)};
+  expect(a, StatusCode::kInvalidValue);
   CHECK(DenseDecode<half, 64>::can_implement(good) == StatusCode::kInvalidShape);
   a = good;
   a.kv.head_dim = 96;

@@ -47,6 +47,9 @@ class DenseDecode
     if (args.scores.scores != nullptr) {
       if (args.scores.block_size != 1 && !(args.scores.block_size >= 16 && SupportedPageSizes::contains(args.scores.block_size)))
         return {StatusCode::kNotSupported, "scores.block_size (supported: 1, 16, 32, 64, 128)"};
+      if (args.scores.dtype != DType::kFloat32 && args.scores.dtype != DType::kBFloat16 &&
+          args.scores.dtype != DType::kFloat16)
+        return {StatusCode::kInvalidValue, "scores.dtype must be kFloat32, kBFloat16 or kFloat16"};
       if (args.scores.row_stride < args.scores.row_length(args.kv.max_seq_len()))
         return {StatusCode::kInvalidStride, "scores.row_stride is below the row length"};
     }

@@ -81,6 +81,36 @@ struct DecodeParams {
   ScoreExport scores;
 };
 
+// One (sequence, KV head) row of exported scores, stored in the export's dtype (scores.hpp).
+struct ExportRow {
+  void* entries;  // entry 0 of the row
+  DType dtype;
+
+  HYLRA_DEVICE static ExportRow of(const ScoreExport& scores, std::int64_t row) {
+    return {static_cast<unsigned char*>(scores.scores) + row * scores.row_stride * static_cast<std::int64_t>(size_of(scores.dtype)),
+            scores.dtype};
+  }
+
+  HYLRA_DEVICE void store(int entry, float value) const {
+    switch (dtype) {
+      case DType::kFloat32: static_cast<float*>(entries)[entry] = value; break;
+      case DType::kBFloat16: static_cast<__nv_bfloat16*>(entries)[entry] = from_float<__nv_bfloat16>(value); break;
+      case DType::kFloat16: static_cast<half*>(entries)[entry] = from_float<half>(value); break;
+    }
+  }
+
+  // The same, asking L2 to keep the line under `policy`.
+  HYLRA_DEVICE void store(int entry, float value, std::uint64_t policy) const {
+    if (dtype == DType::kFloat32) {
+      store_with_policy(static_cast<float*>(entries) + entry, value, policy);
+    } else {
+      const std::uint16_t bits = dtype == DType::kBFloat16 ? __bfloat16_as_ushort(from_float<__nv_bfloat16>(value))
+                                                           : __half_as_ushort(from_float<half>(value));
+      store_with_policy(static_cast<std::uint16_t*>(entries) + entry, bits, policy);
+    }
+  }
+};
+
 // Slot -> logical token of dense decode: the first seq_len tokens, in order.
 struct DenseSlots {
   static constexpr bool kGather = false;
@@ -259,9 +289,8 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   float acc[kHeadDim / 8][4] = {};
   const bool exporting = p.scores.scores != nullptr;
   const int score_row_length = exporting ? p.scores.row_length(p.kv.max_seq_len()) : 0;
-  float* score_row = exporting ? p.scores.scores + (static_cast<std::int64_t>(batch) * p.kv.num_kv_heads + kv_head) *
-                                                        p.scores.row_stride
-                               : nullptr;
+  const ExportRow score_row =
+      exporting ? ExportRow::of(p.scores, static_cast<std::int64_t>(batch) * p.kv.num_kv_heads + kv_head) : ExportRow{};
   float block_score = -INFINITY;
 
   // Prologue: each lookup step for all the tiles the ring takes first (and the next two
@@ -345,7 +374,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
           // Evict-last: the top-k that reads the scores next finds them in L2, and their
           // write-back (~1.7 us per MB inside this kernel) leaves the K/V stream. It pays while
           // they fit beside the stream (8 MB: export 1.05x -> 1.03x), not at 33 MB.
-          store_with_policy(score_row + pos, z * kLn2, l2_evict_last_policy());
+          score_row.store(pos, z * kLn2, l2_evict_last_policy());
         }
       } else if (kTile > 16 && p.scores.block_size < kTile) {
         // Two 16-slot blocks per tile: lane bit 4 picks the block, then a butterfly over the rest.
@@ -358,7 +387,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
 #pragma unroll
         for (int mask = 1; mask < 16; mask *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, mask));
         const int entry = tile_pos / 16 + (upper ? 1 : 0);
-        if ((lane & 15) == 0 && entry < score_row_length) score_row[entry] = m * kLn2;
+        if ((lane & 15) == 0 && entry < score_row_length) score_row.store(entry, m * kLn2);
       } else {
         float m = x[0];
 #pragma unroll
@@ -369,7 +398,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
         // A block ends here, or this warp's run (which ends on a block boundary) stops here.
         const bool block_done = ((tile_pos + kTile) & (p.scores.block_size - 1)) == 0 || tile_of(j + 1) >= num_tiles;
         if (block_done) {
-          if (lane == 0) score_row[tile_pos / p.scores.block_size] = block_score * kLn2;
+          if (lane == 0) score_row.store(tile_pos / p.scores.block_size, block_score * kLn2);
           block_score = -INFINITY;
         }
       }
@@ -436,7 +465,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     const int bs = p.scores.block_size;
     const int first = (covered_end + bs - 1) / bs;
     const int last = min(score_row_length, (chunk_start + p.chunk_slots + bs - 1) / bs);
-    for (int e = first + threadIdx.x; e < last; e += Policy::kThreads) score_row[e] = -INFINITY;
+    for (int e = first + threadIdx.x; e < last; e += Policy::kThreads) score_row.store(e, -INFINITY);
   }
 
   // Combine the warps: per-row statistics first, then the unnormalized accumulators of the

@@ -6,18 +6,26 @@
 // logit kept until after the merge, group-size times the writes. With block_size B > 1 the score
 // of block j is the max over its tokens t in [j*B, (j+1)*B) below the sequence length (max pooling).
 // Every entry of a row is written: positions at or past the sequence length get -inf.
+//
+// Scores are computed in fp32 and stored as `dtype`: fp32 by default, or rounded to nearest bf16 or
+// fp16, which halves the export's writes (they, not the arithmetic, are what export costs at large
+// batch: bench/RESULTS.md). BatchedTopK reads all three. Rounding merges logits closer than the
+// type's precision into ties, which top-k then breaks toward the lower position; fp16 overflows to
+// inf beyond 65504.
 #pragma once
 
 #include <cstdint>
 
 #include "hylra/core/config.hpp"
+#include "hylra/core/dtype.hpp"
 
 HYLRA_NAMESPACE_BEGIN
 
 struct ScoreExport {
-  float* scores = nullptr;     // [batch, num_kv_heads, row_stride]; null = no export
-  int block_size = 1;          // 1 (tokens) or 16, 32, 64, 128 tokens per pooled score
-  std::int64_t row_stride = 0; // floats between rows, >= row_length(max_seq_len)
+  void* scores = nullptr;          // [batch, num_kv_heads, row_stride] elements of dtype; null = no export
+  int block_size = 1;              // 1 (tokens) or 16, 32, 64, 128 tokens per pooled score
+  std::int64_t row_stride = 0;     // elements between rows, >= row_length(max_seq_len)
+  DType dtype = DType::kFloat32;   // kFloat32, kBFloat16 or kFloat16
 
   // Entries of one row for a cache holding up to max_seq_len tokens per sequence.
   HYLRA_HOST_DEVICE int row_length(int max_seq_len) const { return (max_seq_len + block_size - 1) / block_size; }

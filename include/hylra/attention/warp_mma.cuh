@@ -31,6 +31,11 @@ HYLRA_DEVICE void store_with_policy(float* gmem, float value, std::uint64_t poli
   asm volatile("st.global.L2::cache_hint.f32 [%0], %1, %2;\n" ::"l"(gmem), "f"(value), "l"(policy) : "memory");
 }
 
+// The same for a 16-bit value (a half or bfloat16 as its bits).
+HYLRA_DEVICE void store_with_policy(std::uint16_t* gmem, std::uint16_t bits, std::uint64_t policy) {
+  asm volatile("st.global.L2::cache_hint.b16 [%0], %1, %2;\n" ::"l"(gmem), "h"(bits), "l"(policy) : "memory");
+}
+
 HYLRA_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 // Waits until at most `kPending` of this thread's committed groups are still in flight.

@@ -23,7 +23,7 @@ namespace reference {
 namespace detail {
 
 template <typename T>
-Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, const float* out) {
+Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, const void* out) {
   if (q == nullptr) return {StatusCode::kNullPointer, "q"};
   if (out == nullptr) return {StatusCode::kNullPointer, "out"};
   HYLRA_RETURN_IF_ERROR(validate(kv));
@@ -134,12 +134,15 @@ Status gather_decode(const T* q, int num_qo_heads, const PagedKvCache<const T>& 
 
 // The scores dense decode exports (attention/scores.hpp): per (sequence, KV head), the max over
 // the group's query heads of sm_scale * q . k_t, max-pooled over blocks of export.block_size
-// tokens; -inf where no token of the entry is attended. Writes row_length(max_seq_len) entries.
+// tokens; -inf where no token of the entry is attended. Writes row_length(max_seq_len) entries,
+// each the fp32 score rounded to nearest export_to.dtype.
 template <typename T>
 Status dense_scores(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, float sm_scale,
                     const ScoreExport& export_to) {
   if (export_to.scores == nullptr) return {StatusCode::kNullPointer, "scores"};
   HYLRA_RETURN_IF_ERROR(detail::check_decode_args(q, num_qo_heads, kv, export_to.scores));
+  if (export_to.dtype != DType::kFloat32 && export_to.dtype != DType::kBFloat16 && export_to.dtype != DType::kFloat16)
+    return {StatusCode::kInvalidValue, "score dtype"};
   if (export_to.block_size <= 0) return {StatusCode::kInvalidValue, "score block_size must be positive"};
   const int row_length = export_to.row_length(kv.max_seq_len());
   if (export_to.row_stride < row_length) return {StatusCode::kInvalidStride, "score row_stride below row length"};
@@ -147,8 +150,7 @@ Status dense_scores(const T* q, int num_qo_heads, const PagedKvCache<const T>& k
   for (int b = 0; b < kv.batch_size; ++b) {
     const int len = detail::clamped_seq_len(kv, b);
     for (int h = 0; h < kv.num_kv_heads; ++h) {
-      float* row = export_to.scores + (static_cast<std::int64_t>(b) * kv.num_kv_heads + h) * export_to.row_stride;
-      for (int j = 0; j < row_length; ++j) row[j] = -std::numeric_limits<float>::infinity();
+      std::vector<float> row(static_cast<std::size_t>(row_length), -std::numeric_limits<float>::infinity());
       for (int t = 0; t < len; ++t) {
         if (!detail::token_in_pool(kv, b, t)) continue;
         const T* k = kv.k_data + kv.token_offset(b, t, h);
@@ -157,6 +159,16 @@ Status dense_scores(const T* q, int num_qo_heads, const PagedKvCache<const T>& k
           const float logit = static_cast<float>(static_cast<double>(sm_scale) * detail::dot(qh, k, d));
           float& entry = row[t / export_to.block_size];
           entry = std::fmax(entry, logit);
+        }
+      }
+      const std::int64_t first = (static_cast<std::int64_t>(b) * kv.num_kv_heads + h) * export_to.row_stride;
+      for (int j = 0; j < row_length; ++j) {
+        switch (export_to.dtype) {
+          case DType::kFloat32: static_cast<float*>(export_to.scores)[first + j] = row[j]; break;
+          case DType::kBFloat16:
+            static_cast<__nv_bfloat16*>(export_to.scores)[first + j] = from_float<__nv_bfloat16>(row[j]);
+            break;
+          case DType::kFloat16: static_cast<half*>(export_to.scores)[first + j] = from_float<half>(row[j]); break;
         }
       }
     }

@@ -1,9 +1,10 @@
-// C ABI over DenseDecode and GatherDecode for bench_attention.py (ctypes). Each entry returns the
+// C ABI over DenseDecode, DenseScores and GatherDecode for bench_attention.py (ctypes). Each entry returns the
 // hylra StatusCode as an int; with `workspace_needed` non-null it only reports the workspace size.
 #include <cstddef>
 #include <cstdint>
 
 #include "hylra/attention/decode.cuh"
+#include "hylra/attention/dense_scores.cuh"
 #include "hylra/attention/gather.cuh"
 #include "hylra/core/dispatch.hpp"
 
@@ -43,6 +44,26 @@ __attribute__((visibility("default"))) int hylra_dense_decode(
     args.scores = hylra::ScoreExport{scores, score_block, score_stride, static_cast<hylra::DType>(score_dtype)};
     if (workspace_needed != nullptr) return hylra::dense_decode_workspace_size(args, workspace_needed);
     return hylra::dense_decode(args, workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
+  });
+  return static_cast<int>(status.code());
+}
+
+// The scores hylra_dense_decode exports, computed alone (K only).
+__attribute__((visibility("default"))) int hylra_dense_scores(
+    int dtype, const void* q, const void* k, const void* v, int num_pages, int page_size, int num_kv_heads,
+    int head_dim, int layout, const std::int32_t* block_table, int max_pages, const std::int32_t* seq_lens, int batch,
+    int num_qo_heads, float sm_scale, void* scores, int score_dtype, int score_block, long long score_stride,
+    void* stream) {
+  const hylra::Status status = hylra::dispatch_half_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    hylra::DenseScoresArguments<T> args;
+    args.q = static_cast<const T*>(q);
+    args.kv = make_view<T>(k, v, num_pages, page_size, num_kv_heads, head_dim, layout, block_table, max_pages,
+                           seq_lens, batch);
+    args.num_qo_heads = num_qo_heads;
+    args.sm_scale = sm_scale;
+    args.scores = hylra::ScoreExport{scores, score_block, score_stride, static_cast<hylra::DType>(score_dtype)};
+    return hylra::dense_scores(args, static_cast<cudaStream_t>(stream));
   });
   return static_cast<int>(status.code());
 }

@@ -41,6 +41,7 @@ def load():
     p, i, f, sz = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_size_t
     lib.hylra_dense_decode.argtypes = [i, p, p, p, i, i, i, i, i, p, i, p, i, i, f, p, p, p, i, i,
                                        ctypes.c_longlong, p, sz, ctypes.POINTER(sz), p]
+    lib.hylra_dense_scores.argtypes = [i, p, p, p, i, i, i, i, i, p, i, p, i, i, f, p, i, i, ctypes.c_longlong, p]
     lib.hylra_gather_decode.argtypes = [i, p, p, p, i, i, i, i, i, p, i, p, i, i, f, p, i, i, i, p, p, p, sz,
                                         ctypes.POINTER(sz), p]
     return lib
@@ -97,6 +98,13 @@ def dense_runner(lib, pr, scores=None, block=1):
     check(call(None, 0, ctypes.byref(needed)), "dense workspace")
     ws = torch.empty(max(needed.value, 16), dtype=torch.uint8, device="cuda")
     return lambda: check(call(harness.ptr(ws), needed.value, None), "dense decode")
+
+
+def scores_runner(lib, pr, scores, block=1):
+    """DenseScores into `scores` (the scoring pass of a Select layer: K only)."""
+    return lambda: check(lib.hylra_dense_scores(BF16, harness.ptr(pr.q), *pr.cache_args(), harness.ptr(scores),
+                                                SCORE_DTYPES[scores.dtype], block, scores.shape[-1],
+                                                harness.stream()), "dense scores")
 
 
 def gather_runner(lib, pr, ids, block):
@@ -157,7 +165,7 @@ def dense_rows(lib, timer, shapes, with_scores):
         t = timed(timer, ours)
         t_cudnn = timed(timer, lambda: sdpa(SDPBackend.CUDNN_ATTENTION, q4, k, v))
         t_flash = timed(timer, lambda: sdpa(SDPBackend.FLASH_ATTENTION, q4, k, v))
-        t_tok = t_tok16 = t_blk = t_hnd = float("nan")
+        t_tok = t_tok16 = t_blk = t_hnd = t_only = float("nan")
         if with_scores:
             tok = torch.empty(b, hkv, n, device="cuda", dtype=torch.float32)
             tok16 = torch.empty(b, hkv, n, device="cuda", dtype=torch.bfloat16)
@@ -165,13 +173,19 @@ def dense_rows(lib, timer, shapes, with_scores):
             t_tok = timed(timer, dense_runner(lib, pr, tok, 1))
             t_tok16 = timed(timer, dense_runner(lib, pr, tok16, 1))
             t_blk = timed(timer, dense_runner(lib, pr, blk, 64))
-            # The bf16 export is the fp32 one rounded: checked here, beside the timings' inputs.
+            only16 = torch.empty_like(tok16)
+            t_only = timed(timer, scores_runner(lib, pr, only16, 1))
+            # The bf16 export is the fp32 one rounded, and DenseScores writes what the export
+            # writes: both checked here, beside the timings' inputs.
             dense_runner(lib, pr, tok, 1)()
             dense_runner(lib, pr, tok16, 1)()
+            scores_runner(lib, pr, only16, 1)()
             tok_err = (tok16.float() - tok).abs().max().item() / max(tok.abs().max().item(), 1e-30)
             if tok_err > 2 ** -8:
                 raise RuntimeError(f"bf16 token scores differ from fp32 ones by {tok_err:.2e} (relative)")
-            del tok, tok16, blk
+            if not torch.equal(only16, tok16):
+                raise RuntimeError("DenseScores differs from DenseDecode's bf16 export")
+            del tok, tok16, blk, only16
         # The first figure again, after the baselines: shows any order effect. The first spot row
         # (d=64), timed right after the B=32 rows, reads 158.8-164.5 us first and ~146 again; timed
         # first in a process of its own it reads 145.8 (2026-11-28). Cause not established.
@@ -197,9 +211,11 @@ def dense_rows(lib, timer, shapes, with_scores):
         if nhd_out is not None and ref is not None:
             err = max(err, (nhd_out.float() - ref).abs().max().item())
         del ref, nhd_out
-        rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_tok16, t_blk, t_hnd, err))
+        rows.append((b, n, hq, hkv, d, t, pr.kv_bytes / t / 1e6, t_cudnn, t_flash, t_tok, t_tok16, t_blk, t_hnd, t_only,
+                     err))
         print(f"dense B={b} N={n} Hq={hq} d={d}: {t:.1f} us, cuDNN {t_cudnn:.1f}, flash {t_flash:.1f}, "
-              + (f"+scores {t_tok:.1f} (bf16 {t_tok16:.1f})/{t_blk:.1f}, HND {t_hnd:.1f}, " if with_scores
+              + (f"+scores {t_tok:.1f} (bf16 {t_tok16:.1f})/{t_blk:.1f}, scores only {t_only:.1f}, HND {t_hnd:.1f}, "
+                 if with_scores
                  else "(score export and HND not timed), ")
               + f"again {t_again:.1f}, "
               f"max|err| vs fp32 {f'{err:.2e}' if has_ref else 'not computed (no fp32 reference at this size)'}, "
@@ -260,16 +276,18 @@ def main():
     print()
     print(harness.header("Decode attention (bf16, page 64 NHD, shuffled block table, CUDA-graph replay)"))
     print(f"Harness floor (one tiny kernel, same cold-L2 timing): {floor:.1f} µs. Ratios > 1 mean hylra is faster; "
-          "score columns are (dense + export) / dense, fp32 scores unless marked bf16; HND = the same cache in HND pages.")
+          "score columns are (dense + export) / dense, fp32 scores unless marked bf16; scores only = DenseScores "
+          "(K only, bf16 token scores); HND = the same cache in HND pages.")
     print()
     print("| B | N | Hq/Hkv | d | hylra µs | TB/s | cuDNN µs | flash µs | cuDNN/hylra | FlashInfer µs (quoted) | "
-          "FI/hylra | +token scores | +bf16 token scores | +block-64 scores | HND µs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for b, n, hq, hkv, d, t, tbs, tc, tf, ttok, ttok16, tblk, thnd, _ in dense + spot:
+          "FI/hylra | +token scores | +bf16 token scores | +block-64 scores | scores only (bf16) µs | HND µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for b, n, hq, hkv, d, t, tbs, tc, tf, ttok, ttok16, tblk, thnd, tonly, _ in dense + spot:
         fi = FLASHINFER_US.get((b, n)) if (hq, d) == (32, 128) else None
         fi_text = f"{fi} | {fi / t:.2f}×" if fi else "– | –"
         print(f"| {b} | {n // 1024}K | {hq}/{hkv} | {d} | {t:.1f} | {tbs:.2f} | {tc:.1f} | {tf:.1f} | {tc / t:.2f}× | "
-              f"{fi_text} | {ratio(ttok, t)} | {ratio(ttok16, t)} | {ratio(tblk, t)} | {'' if math.isnan(thnd) else f'{thnd:.1f}'} |")
+              f"{fi_text} | {ratio(ttok, t)} | {ratio(ttok16, t)} | {ratio(tblk, t)} | "
+              f"{'' if math.isnan(tonly) else f'{tonly:.1f}'} | {'' if math.isnan(thnd) else f'{thnd:.1f}'} |")
     print()
     print(f"Gather, k = {GATHER_K} tokens per (sequence, KV head) of a {GATHER_N // 1024}K cache; block level = "
           f"{GATHER_K // 64} blocks of 64; naive = torch.gather + SDPA (default backend)")

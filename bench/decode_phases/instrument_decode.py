@@ -19,8 +19,8 @@ DECODE_ANCHORS = [
     (2, "page[0]", "  for (int s = 0; s < kStages; ++s) page[s] = page_of(pos[s]);\n"),
     (3, None, "    cp_async_wait<kStages - 1>();\n    __syncwarp();\n"),  # first iteration only
     (4, None, "  cp_async_wait<0>();\n\n"),
-    (5, None, "  const float* const row_lse = warp_max;\n"),
-    (6, None, "      if (d == 0) p.partial_lse[state] = row_lse[row];\n    }\n  }\n"),
+    (5, None, "    const float* const row_lse = warp_max;\n"),
+    (6, None, "        if (d == 0) p.partial_lse[state] = row_lse[row];\n      }\n    }\n"),
 ]
 MERGE_ANCHORS = [
     (0, None, "  const bool active = row < num_rows && threadIdx.x < rows_per_cta * threads_per_row_set;\n"),

@@ -18,6 +18,7 @@
 #include "hylra/topk/block_topk.cuh"
 
 #include "hylra/attention/decode.cuh"
+#include "hylra/attention/dense_scores.cuh"
 #include "hylra/attention/gather.cuh"
 #include "hylra/attention/merge.cuh"
 

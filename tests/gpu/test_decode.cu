@@ -1,4 +1,4 @@
-// DenseDecode (and its score export) against the fp64 host reference: both dtypes, head dims 64,
+// DenseDecode (and its score export) and DenseScores against the fp64 host reference: both dtypes, head dims 64,
 // 128 and 256, GQA groups 1-16 (non-powers of two included), page sizes 16-128, NHD and HND,
 // contiguous caches, lengths 0, 1, odd and 128K, bad block-table entries, CUDA-graph capture,
 // and every argument error.
@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "hylra/attention/decode.cuh"
+#include "hylra/attention/dense_scores.cuh"
 #include "hylra/reference/attention.hpp"
 
 using namespace hylra;
@@ -47,6 +48,44 @@ double rounding_step(DType dtype, float x) {
   return std::ldexp(1.0, std::ilogb(std::max(std::fabs(x), 1e-6f)) - mantissa_bits);
 }
 
+// A poisoned device buffer for the scores of `cache` in blocks of `block` tokens stored as `dtype`
+// (rows padded by 3 entries), and the export that writes it.
+template <typename T>
+ScoreExport poisoned_scores(const PagedCache<T>& cache, int block, DType dtype, DeviceBuffer<unsigned char>* buffer) {
+  ScoreExport scores{nullptr, block, 0, dtype};
+  scores.row_stride = scores.row_length(cache.max_pages * cache.page_size) + 3;
+  *buffer = DeviceBuffer<unsigned char>(static_cast<std::size_t>(cache.batch) * cache.heads * scores.row_stride *
+                                        size_of(dtype));
+  buffer->poison();
+  scores.scores = buffer->ptr;
+  return scores;
+}
+
+// Worst gap between the scores the device wrote through `exported` and reference::dense_scores,
+// beyond one rounding step of the export's dtype; +inf for a NaN, a poisoned entry or a wrong inf.
+template <typename T>
+double score_error(const std::vector<T>& q, int hq, const PagedCache<T>& cache, float sm_scale,
+                   const ScoreExport& exported, const DeviceBuffer<unsigned char>& buffer) {
+  std::vector<unsigned char> ref_bytes(buffer.count, 0);
+  ScoreExport host = exported;
+  host.scores = ref_bytes.data();
+  DECODE_TEST_OK(reference::dense_scores(q.data(), hq, cache.host_view(), sm_scale, host));
+  const std::vector<float> ref = widen_scores(ref_bytes, exported.dtype);
+  const std::vector<float> got = widen_scores(buffer.to_host(), exported.dtype);
+  const int row_length = exported.row_length(cache.max_pages * cache.page_size);
+  double worst = 0.0;
+  for (std::size_t r = 0; r < got.size() / exported.row_stride; ++r)
+    for (int j = 0; j < row_length; ++j) {
+      const std::size_t i = r * exported.row_stride + j;
+      const bool same_inf = std::isinf(ref[i]) && got[i] == ref[i];
+      const double diff = std::isinf(ref[i]) || std::isnan(got[i])
+                              ? (same_inf ? 0.0 : INFINITY)
+                              : std::fabs(got[i] - ref[i]) - rounding_step(exported.dtype, ref[i]);
+      worst = std::max(worst, diff);
+    }
+  return worst;
+}
+
 // Runs dense decode on the device (outputs and workspace poisoned) and the reference on the host.
 template <typename T>
 DenseResult check_dense(const PagedCache<T>& cache, int group, std::mt19937& rng, int score_block = 0,
@@ -67,15 +106,8 @@ DenseResult check_dense(const PagedCache<T>& cache, int group, std::mt19937& rng
   args.out = d_out.ptr;
   args.lse = d_lse.ptr;
   const bool exporting = score_block > 0;
-  ScoreExport host_scores{nullptr, score_block, 0, score_dtype};
   DeviceBuffer<unsigned char> d_scores;
-  if (exporting) {
-    host_scores.row_stride = host_scores.row_length(cache.max_pages * cache.page_size) + 3;  // padded rows
-    d_scores = DeviceBuffer<unsigned char>(static_cast<std::size_t>(cache.batch) * cache.heads * host_scores.row_stride *
-                                           size_of(score_dtype));
-    d_scores.poison();
-    args.scores = ScoreExport{d_scores.ptr, score_block, host_scores.row_stride, score_dtype};
-  }
+  if (exporting) args.scores = poisoned_scores(cache, score_block, score_dtype, &d_scores);
   std::size_t bytes = 0;
   DECODE_TEST_OK(dense_decode_workspace_size(args, &bytes));
   DeviceBuffer<unsigned char> workspace(bytes);
@@ -86,23 +118,7 @@ DenseResult check_dense(const PagedCache<T>& cache, int group, std::mt19937& rng
   std::vector<float> ref(q.size()), ref_lse(d_lse.count);
   DECODE_TEST_OK(reference::dense_decode(q.data(), hq, cache.host_view(), sm_scale, ref.data(), ref_lse.data()));
   DenseResult result{max_row_rel_error(d_out.to_host(), ref, cache.dim), max_lse_error(d_lse.to_host(), ref_lse), 0.0};
-  if (exporting) {
-    std::vector<unsigned char> ref_bytes(d_scores.count, 0);
-    host_scores.scores = ref_bytes.data();
-    DECODE_TEST_OK(reference::dense_scores(q.data(), hq, cache.host_view(), sm_scale, host_scores));
-    const std::vector<float> ref_scores = widen_scores(ref_bytes, score_dtype);
-    const std::vector<float> got = widen_scores(d_scores.to_host(), score_dtype);
-    const int row_length = host_scores.row_length(cache.max_pages * cache.page_size);
-    for (std::size_t r = 0; r < got.size() / host_scores.row_stride; ++r)  // padding stays untouched
-      for (int j = 0; j < row_length; ++j) {
-        const std::size_t i = r * host_scores.row_stride + j;
-        const bool same_inf = std::isinf(ref_scores[i]) && got[i] == ref_scores[i];
-        const double diff = std::isinf(ref_scores[i]) || std::isnan(got[i]) ? (same_inf ? 0.0 : INFINITY)
-                                                                             : std::fabs(got[i] - ref_scores[i]) -
-                                                                                   rounding_step(score_dtype, ref_scores[i]);
-        result.score_error = std::max(result.score_error, diff);
-      }
-  }
+  if (exporting) result.score_error = score_error(q, hq, cache, sm_scale, args.scores, d_scores);
   return result;
 }
 
@@ -217,6 +233,70 @@ TEST_CASE("exported scores at step edges: groups 1, 3 and 16, lengths ending mid
       CAPTURE(to_string(dtype));
       expect_close<__nv_bfloat16>(check_dense(cache, group, rng, block, nullptr, dtype));
     }
+}
+
+// DenseScores runs the dense kernel with K alone in its ring and no softmax, P V or output: its
+// scores must equal the export of DenseDecode over every head dim, group, block size, dtype and
+// length edge (an empty sequence, one token, lengths ending mid-step and mid-page).
+TEST_CASE_TEMPLATE("DenseScores writes what DenseDecode exports, without reading V", T, half, __nv_bfloat16) {
+  std::mt19937 rng(4242);
+  const int groups[] = {1, 3, 16, 5, 4, 7};
+  const int blocks[] = {1, 16, 32, 64, 128, 1};
+  const DType dtypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
+  int i = 0;
+  for (int dim : {64, 128, 256})
+    for (int b = 0; b < 2; ++b, ++i) {
+      const int group = groups[i], block = blocks[i], hkv = 2, hq = hkv * group;
+      const DType dtype = dtypes[i % 3];
+      CAPTURE(dim);
+      CAPTURE(group);
+      CAPTURE(block);
+      CAPTURE(to_string(dtype));
+      PagedCache<T> cache(i % 2 ? KvLayout::kHND : KvLayout::kNHD, 4, hkv, dim, i % 2 ? 16 : 64, 5000,
+                          {0, 1, 4097, 4999 - i}, rng);
+      const auto q = random_values<T>(static_cast<std::size_t>(cache.batch) * hq * dim, rng);
+      const float sm_scale = 0.37f;
+      DeviceBuffer<T> d_q(q);
+      DeviceBuffer<unsigned char> d_scores;
+      DenseScoresArguments<T> args;
+      args.q = d_q.ptr;
+      args.kv = cache.device_view();
+      args.num_qo_heads = hq;
+      args.sm_scale = sm_scale;
+      args.scores = poisoned_scores(cache, block, dtype, &d_scores);
+      DECODE_TEST_OK(dense_scores(args, nullptr));
+      DECODE_TEST_CUDA(cudaDeviceSynchronize());
+      CHECK(score_error(q, hq, cache, sm_scale, args.scores, d_scores) <= kLseTolerance);
+    }
+
+  // Argument errors, reported before any launch.
+  PagedCache<half> cache(KvLayout::kNHD, 1, 2, 128, 64, 64, {64}, rng);
+  DeviceBuffer<half> q(static_cast<std::size_t>(2 * 4 * 128));
+  DeviceBuffer<float> scores(64);
+  DenseScoresArguments<half> good;
+  good.q = q.ptr;
+  good.kv = cache.device_view();
+  good.num_qo_heads = 8;
+  good.sm_scale = 1.0f;
+  good.scores = ScoreExport{scores.ptr, 1, 64};
+  using Op = DenseScores<half, 128>;
+  REQUIRE(Op::can_implement(good).ok());
+  DenseScoresArguments<half> a = good;
+  a.scores.scores = nullptr;
+  CHECK(Op::run(a, nullptr) == StatusCode::kNullPointer);
+  a = good;
+  a.scores.block_size = 8;
+  CHECK(Op::run(a, nullptr) == StatusCode::kNotSupported);
+  a = good;
+  a.scores.row_stride = 63;
+  CHECK(Op::run(a, nullptr) == StatusCode::kInvalidStride);
+  a = good;
+  a.q = nullptr;
+  CHECK(Op::run(a, nullptr) == StatusCode::kNullPointer);
+  a = good;
+  a.num_qo_heads = 34;
+  CHECK(Op::run(a, nullptr) == StatusCode::kNotSupported);
+  CHECK(DenseScores<half, 64>::can_implement(good) == StatusCode::kInvalidShape);
 }
 
 TEST_CASE("bad block-table entries and lengths are skipped and clamped, as in the reference") {

@@ -44,15 +44,7 @@ class DenseDecode
 
   static Status can_implement(const Arguments& args) {
     HYLRA_RETURN_IF_ERROR((detail::check_decode_args<T, kHeadDim>(args.q, args.num_qo_heads, args.kv, args.out, args.sm_scale)));
-    if (args.scores.scores != nullptr) {
-      if (args.scores.block_size != 1 && !(args.scores.block_size >= 16 && SupportedPageSizes::contains(args.scores.block_size)))
-        return {StatusCode::kNotSupported, "scores.block_size (supported: 1, 16, 32, 64, 128)"};
-      if (args.scores.dtype != DType::kFloat32 && args.scores.dtype != DType::kBFloat16 &&
-          args.scores.dtype != DType::kFloat16)
-        return {StatusCode::kInvalidValue, "scores.dtype must be kFloat32, kBFloat16 or kFloat16"};
-      if (args.scores.row_stride < args.scores.row_length(args.kv.max_seq_len()))
-        return {StatusCode::kInvalidStride, "scores.row_stride is below the row length"};
-    }
+    if (args.scores.scores != nullptr) HYLRA_RETURN_IF_ERROR(detail::check_score_export(args.scores, args.kv.max_seq_len()));
     return Status::success();
   }
 
@@ -71,13 +63,8 @@ class DenseDecode
   friend class detail::SplitKvDecode<DenseDecode, Arguments, T, kHeadDim, detail::DenseSlots>;
 
   static detail::DecodeParams<T> params(const Arguments& args) {
-    auto params = detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse);
-    params.scores = args.scores;
-    // Block scores need whole blocks inside one warp: runs of block_size / kTileSlots tiles.
-    params.run_shift = args.scores.scores != nullptr && args.scores.block_size > Policy::kTileSlots
-                           ? __builtin_ctz(static_cast<unsigned>(args.scores.block_size / Policy::kTileSlots))
-                           : 0;
-    return params;
+    return detail::with_score_export<kHeadDim>(
+        detail::make_decode_params(args.q, args.num_qo_heads, args.kv, args.sm_scale, args.out, args.lse), args.scores);
   }
 };
 

@@ -1,4 +1,5 @@
-// The split-KV decode kernel behind DenseDecode and GatherDecode (decode.cuh, gather.cuh).
+// The split-KV decode kernel behind DenseDecode, GatherDecode and DenseScores (decode.cuh,
+// gather.cuh, dense_scores.cuh).
 //
 // One CTA handles one (chunk of slots, KV head, sequence). A slot is a candidate token: in dense
 // decode slot s is token s; in gather decode slot s is token id * B + s % B of index entry s / B.
@@ -9,7 +10,8 @@
 // S = Q K^T and O += P V, so K and V are read from memory once per KV head. Each warp keeps an
 // online softmax (log2 domain); the CTA combines its warps and writes either the final output (one
 // chunk per sequence) or a partial state that MergeStates combines. Dense decode can also export
-// per-token logits max-reduced over the group (scores.hpp).
+// per-token logits max-reduced over the group (scores.hpp); DenseScores computes only those: its
+// ring holds K alone, and no softmax, P V or output follows.
 #pragma once
 
 #include <cstdint>
@@ -45,10 +47,11 @@ struct DecodePolicy {
   static_assert(kDenseChunkAlign % kTileSlots == 0, "tiles never straddle a dense chunk");
 };
 
-template <typename T, typename Policy, int kHeadDim>
+// kAttend: a stage holds a K tile then a V tile; otherwise (scores only) the K tile alone.
+template <typename T, typename Policy, int kHeadDim, bool kAttend>
 struct DecodeSmem {
   static constexpr int kTileElems = Policy::kTileSlots * kHeadDim;
-  static constexpr int kStageElems = 2 * kTileElems;  // K tile then V tile
+  static constexpr int kStageElems = (kAttend ? 2 : 1) * kTileElems;
   static constexpr int kRingElems = Policy::kWarps * Policy::kStages * kStageElems;
   static constexpr std::size_t kQOffset = 0;
   static constexpr std::size_t kRingOffset = kQOffset + sizeof(T) * Policy::kMaxGroup * kHeadDim;
@@ -56,7 +59,7 @@ struct DecodeSmem {
   static constexpr std::size_t kStatsOffset = kMaskOffset + sizeof(std::uint32_t) * Policy::kWarps * Policy::kStages;
   static constexpr std::size_t kBytes = kStatsOffset + sizeof(float) * 2 * Policy::kWarps * Policy::kMaxGroup;
   // After the loop the ring holds each warp's unnormalized O for the CTA combine.
-  static_assert(sizeof(float) * Policy::kWarps * Policy::kMaxGroup * kHeadDim <= sizeof(T) * kRingElems,
+  static_assert(!kAttend || sizeof(float) * Policy::kWarps * Policy::kMaxGroup * kHeadDim <= sizeof(T) * kRingElems,
                 "the combine buffer must fit in the K/V ring");
 };
 
@@ -111,9 +114,11 @@ struct ExportRow {
   }
 };
 
-// Slot -> logical token of dense decode: the first seq_len tokens, in order.
+// Slot -> logical token of dense decode: the first seq_len tokens, in order. kAttend: the CTA
+// attends to its slots (else it only exports their scores).
 struct DenseSlots {
   static constexpr bool kGather = false;
+  static constexpr bool kAttend = true;
   template <typename T>
   HYLRA_DEVICE static int num_slots(const DecodeParams<T>&, int, int, int seq_len) {
     return seq_len;
@@ -128,6 +133,7 @@ struct DenseSlots {
 // slot % B of that block; -1 for padding, ids past the sequence and tokens past its end.
 struct GatheredSlots {
   static constexpr bool kGather = true;
+  static constexpr bool kAttend = true;
   template <typename T>
   HYLRA_DEVICE static int num_slots(const DecodeParams<T>& p, int batch, int kv_head, int) {
     return p.indices.row_length(batch, kv_head) << p.block_shift;
@@ -141,8 +147,13 @@ struct GatheredSlots {
   }
 };
 
+// The dense slots of DenseScores: K is read and scored, V never.
+struct ScoredSlots : DenseSlots {
+  static constexpr bool kAttend = false;
+};
+
 template <typename T, int kHeadDim, typename Slots>
-using DecodeSmemOf = DecodeSmem<T, DecodePolicy<kHeadDim, Slots::kGather>, kHeadDim>;
+using DecodeSmemOf = DecodeSmem<T, DecodePolicy<kHeadDim, Slots::kGather>, kHeadDim, Slots::kAttend>;
 
 // Element offset of (row, 16-byte chunk) in a [rows, kHeadDim] tile: chunks XOR-swizzled by the
 // row so that ldmatrix's eight rows of one column hit eight different bank groups.
@@ -278,7 +289,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
         // flush left clean lines (gather B=8 29.9 vs 29.8 us; H200, 2026-11-28), and cost dense
         // decode 2-5 % under a flush that leaves dirty ones (bench/RESULTS.md).
         cp_async_16(k_tile + dst + g * kLanesPerRow * kVecElems<T>, k_src + src, bytes);
-        cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes);
+        if constexpr (Slots::kAttend) cp_async_16(v_tile + dst + g * kLanesPerRow * kVecElems<T>, v_src + src, bytes);
       }
     }
   };
@@ -404,6 +415,11 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
       }
     }
 
+    if constexpr (!Slots::kAttend) {  // scores only: the tile is done
+      __syncwarp();                    // the stage is refilled next iteration
+      continue;
+    }
+
     // Online softmax. The accumulator is rescaled only when some row's max grows, which after the
     // first tiles is rare: the skipped factor would be exactly 1, so results are unchanged.
     float p_val[kNBlocks][4], base[2];
@@ -467,82 +483,83 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     const int last = min(score_row_length, (chunk_start + p.chunk_slots + bs - 1) / bs);
     for (int e = first + threadIdx.x; e < last; e += Policy::kThreads) score_row.store(e, -INFINITY);
   }
-
-  // Combine the warps: per-row statistics first, then the unnormalized accumulators of the
-  // group's rows (rows g + 8 only exist in groups of more than 8).
+  if constexpr (Slots::kAttend) {  // scores only: nothing to combine or write
+    // Combine the warps: per-row statistics first, then the unnormalized accumulators of the
+    // group's rows (rows g + 8 only exist in groups of more than 8).
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
-  __syncthreads();  // every warp is done with its ring before it is reused
-  float* combine = reinterpret_cast<float*>(ring);  // [kWarps][kMaxGroup][kHeadDim]
-  if (t == 0) {
-    warp_max[warp * Policy::kMaxGroup + g] = row_max[0];
-    warp_max[warp * Policy::kMaxGroup + g + 8] = row_max[1];
-    warp_sum[warp * Policy::kMaxGroup + g] = row_sum[0];
-    warp_sum[warp * Policy::kMaxGroup + g + 8] = row_sum[1];
-  }
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (r == 1 && group <= 8) continue;
-#pragma unroll
-    for (int n = 0; n < kHeadDim / 8; ++n) {
-      float* dst = combine + (warp * Policy::kMaxGroup + g + 8 * r) * kHeadDim + n * 8 + 2 * t;
-      dst[0] = acc[n][2 * r];
-      dst[1] = acc[n][2 * r + 1];
+    for (int r = 0; r < 2; ++r) {
+      row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+      row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
     }
-  }
-  __syncthreads();
-
-  // One thread per row turns the warps' statistics into weights (their rescale over the CTA's
-  // sum, in place of warp_sum) and the row's LSE (in place of warp 0's max), so that the output
-  // loop below is only multiply-adds: no exponential or division per element.
-  if (threadIdx.x < group) {
-    const int row = threadIdx.x;
-    float cta_max = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) cta_max = fmaxf(cta_max, warp_max[w * Policy::kMaxGroup + row]);
-    float scale[kWarps], sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      scale[w] = cta_max == -INFINITY ? 0.0f : exp2f(warp_max[w * Policy::kMaxGroup + row] - cta_max);
-      sum += scale[w] * warp_sum[w * Policy::kMaxGroup + row];
+    __syncthreads();  // every warp is done with its ring before it is reused
+    float* combine = reinterpret_cast<float*>(ring);  // [kWarps][kMaxGroup][kHeadDim]
+    if (t == 0) {
+      warp_max[warp * Policy::kMaxGroup + g] = row_max[0];
+      warp_max[warp * Policy::kMaxGroup + g + 8] = row_max[1];
+      warp_sum[warp * Policy::kMaxGroup + g] = row_sum[0];
+      warp_sum[warp * Policy::kMaxGroup + g + 8] = row_sum[1];
     }
-    const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) warp_sum[w * Policy::kMaxGroup + row] = scale[w] * inverse;
-    warp_max[row] = sum > 0.0f ? (cta_max + log2f(sum)) * kLn2 : -INFINITY;
-  }
-  __syncthreads();
-  const float* const weight = warp_sum;
-  const float* const row_lse = warp_max;
-
-  // Four consecutive elements per thread and step: 16-byte shared-memory reads and partial stores.
-  constexpr int kQuadsPerRow = kHeadDim / 4;
-  for (int i = threadIdx.x; i < group * kQuadsPerRow; i += Policy::kThreads) {
-    const int row = i / kQuadsPerRow, d = i % kQuadsPerRow * 4;
-    float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int r = 0; r < 2; ++r) {
+      if (r == 1 && group <= 8) continue;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float4 part = *reinterpret_cast<const float4*>(combine + (w * Policy::kMaxGroup + row) * kHeadDim + d);
-      const float scale = weight[w * Policy::kMaxGroup + row];
-      o[0] += scale * part.x;
-      o[1] += scale * part.y;
-      o[2] += scale * part.z;
-      o[3] += scale * part.w;
+      for (int n = 0; n < kHeadDim / 8; ++n) {
+        float* dst = combine + (warp * Policy::kMaxGroup + g + 8 * r) * kHeadDim + n * 8 + 2 * t;
+        dst[0] = acc[n][2 * r];
+        dst[1] = acc[n][2 * r + 1];
+      }
     }
-    const std::int64_t q_row = q_row0 + row;
-    if (p.num_splits == 1) {
-      Vec<T, 4> value;
+    __syncthreads();
+
+    // One thread per row turns the warps' statistics into weights (their rescale over the CTA's
+    // sum, in place of warp_sum) and the row's LSE (in place of warp 0's max), so that the output
+    // loop below is only multiply-adds: no exponential or division per element.
+    if (threadIdx.x < group) {
+      const int row = threadIdx.x;
+      float cta_max = -INFINITY;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) value.data[e] = from_float<T>(o[e]);
-      value.store(p.out + q_row * kHeadDim + d);
-      if (p.lse != nullptr && d == 0) p.lse[q_row] = row_lse[row];
-    } else {
-      const std::int64_t state = q_row * p.num_splits + split;
-      *reinterpret_cast<float4*>(p.partial_o + state * kHeadDim + d) = make_float4(o[0], o[1], o[2], o[3]);
-      if (d == 0) p.partial_lse[state] = row_lse[row];
+      for (int w = 0; w < kWarps; ++w) cta_max = fmaxf(cta_max, warp_max[w * Policy::kMaxGroup + row]);
+      float scale[kWarps], sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        scale[w] = cta_max == -INFINITY ? 0.0f : exp2f(warp_max[w * Policy::kMaxGroup + row] - cta_max);
+        sum += scale[w] * warp_sum[w * Policy::kMaxGroup + row];
+      }
+      const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) warp_sum[w * Policy::kMaxGroup + row] = scale[w] * inverse;
+      warp_max[row] = sum > 0.0f ? (cta_max + log2f(sum)) * kLn2 : -INFINITY;
+    }
+    __syncthreads();
+    const float* const weight = warp_sum;
+    const float* const row_lse = warp_max;
+
+    // Four consecutive elements per thread and step: 16-byte shared-memory reads and partial stores.
+    constexpr int kQuadsPerRow = kHeadDim / 4;
+    for (int i = threadIdx.x; i < group * kQuadsPerRow; i += Policy::kThreads) {
+      const int row = i / kQuadsPerRow, d = i % kQuadsPerRow * 4;
+      float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        const float4 part = *reinterpret_cast<const float4*>(combine + (w * Policy::kMaxGroup + row) * kHeadDim + d);
+        const float scale = weight[w * Policy::kMaxGroup + row];
+        o[0] += scale * part.x;
+        o[1] += scale * part.y;
+        o[2] += scale * part.z;
+        o[3] += scale * part.w;
+      }
+      const std::int64_t q_row = q_row0 + row;
+      if (p.num_splits == 1) {
+        Vec<T, 4> value;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) value.data[e] = from_float<T>(o[e]);
+        value.store(p.out + q_row * kHeadDim + d);
+        if (p.lse != nullptr && d == 0) p.lse[q_row] = row_lse[row];
+      } else {
+        const std::int64_t state = q_row * p.num_splits + split;
+        *reinterpret_cast<float4*>(p.partial_o + state * kHeadDim + d) = make_float4(o[0], o[1], o[2], o[3]);
+        if (d == 0) p.partial_lse[state] = row_lse[row];
+      }
     }
   }
 }

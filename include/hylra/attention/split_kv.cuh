@@ -1,4 +1,4 @@
-// Host side of split-KV decode, shared by DenseDecode and GatherDecode: how many chunks each
+// Host side of split-KV decode, shared by DenseDecode, GatherDecode and DenseScores: how many chunks each
 // (sequence, KV head) is split into, the workspace that holds the partial states, and the launch
 // of decode_kernel followed by MergeStates. Everything is sized from host values (batch, heads,
 // slot capacity, the device's SM count and occupancy), never from device data.
@@ -21,7 +21,7 @@ namespace detail {
 struct SplitPlan {
   int num_splits = 1;
   int chunk_slots = 0;
-  std::size_t workspace_bytes = 0;  // partial O then partial LSE, fp32; 0 when num_splits == 1
+  std::size_t workspace_bytes = 0;  // partial O then partial LSE, fp32; 0 for one chunk or scores only
 };
 
 // SM count of the current device and resident decode CTAs per SM, queried once per device (and
@@ -78,11 +78,12 @@ Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capac
     if (efficiency >= kSplitWaveEfficiency) break;
   }
   const std::size_t states = static_cast<std::size_t>(batch) * num_qo_heads * plan->num_splits;
-  plan->workspace_bytes = plan->num_splits == 1 ? 0 : states * (kHeadDim + 1) * sizeof(float);
+  plan->workspace_bytes = plan->num_splits == 1 || !Slots::kAttend ? 0 : states * (kHeadDim + 1) * sizeof(float);
   return Status::success();
 }
 
-// Launches the chunks and, when there are several, their merge into params.out / params.lse.
+// Launches the chunks and, when there are several outputs to combine, their merge into
+// params.out / params.lse.
 // Called after plan_splits, whose occupancy query raised the kernel's shared-memory limit.
 template <typename T, int kHeadDim, typename Slots>
 Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* workspace, std::size_t workspace_bytes,
@@ -100,7 +101,7 @@ Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* worksp
   const dim3 grid(plan.num_splits, params.kv.num_kv_heads, params.kv.batch_size);
   decode_kernel<T, kHeadDim, Slots><<<grid, DecodePolicy<kHeadDim, Slots::kGather>::kThreads, kSmemBytes, stream>>>(params);
   HYLRA_RETURN_IF_ERROR(check_launch());
-  if (plan.num_splits == 1) return Status::success();
+  if (plan.num_splits == 1 || !Slots::kAttend) return Status::success();
 
   const PackedStates<float> partials{params.partial_o, params.partial_lse, plan.num_splits, kHeadDim};
   return launch_merge_states(partials, params.kv.batch_size * params.num_qo_heads, params.out, params.lse, true, stream);
@@ -143,13 +144,11 @@ Status run_decode(const Arguments& args, void* workspace, std::size_t workspace_
   });
 }
 
-// Checks shared by both decode operations; `head_dim` must equal kHeadDim.
+// Checks of the query and the cache shared by every decode operation; kv.head_dim must equal kHeadDim.
 template <typename T, int kHeadDim>
-Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, const T* out, float sm_scale) {
+Status check_query_and_cache(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, float sm_scale) {
   if (q == nullptr) return {StatusCode::kNullPointer, "q"};
-  if (out == nullptr) return {StatusCode::kNullPointer, "out"};
-  if (reinterpret_cast<std::uintptr_t>(q) % 16 != 0 || reinterpret_cast<std::uintptr_t>(out) % 16 != 0)
-    return {StatusCode::kMisaligned, "q and out must be 16-byte aligned"};
+  if (reinterpret_cast<std::uintptr_t>(q) % 16 != 0) return {StatusCode::kMisaligned, "q must be 16-byte aligned"};
   HYLRA_RETURN_IF_ERROR(validate(kv));
   if (kv.head_dim != kHeadDim) return {StatusCode::kInvalidShape, "kv.head_dim differs from the instantiated head dim"};
   if (kv.num_kv_heads > 65535 || kv.batch_size > 65535)
@@ -160,6 +159,27 @@ Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const 
     return {StatusCode::kNotSupported, "GQA group (num_qo_heads / num_kv_heads) must be at most 16"};
   if (!(sm_scale == sm_scale) || sm_scale == INFINITY || sm_scale == -INFINITY)
     return {StatusCode::kInvalidValue, "sm_scale must be finite"};
+  return Status::success();
+}
+
+// The same, plus the output of the operations that attend.
+template <typename T, int kHeadDim>
+Status check_decode_args(const T* q, int num_qo_heads, const PagedKvCache<const T>& kv, const T* out, float sm_scale) {
+  HYLRA_RETURN_IF_ERROR((check_query_and_cache<T, kHeadDim>(q, num_qo_heads, kv, sm_scale)));
+  if (out == nullptr) return {StatusCode::kNullPointer, "out"};
+  if (reinterpret_cast<std::uintptr_t>(out) % 16 != 0) return {StatusCode::kMisaligned, "out must be 16-byte aligned"};
+  return Status::success();
+}
+
+// Checks of a score export (scores.hpp) for a cache of up to max_seq_len tokens per sequence.
+inline Status check_score_export(const ScoreExport& scores, int max_seq_len) {
+  if (scores.scores == nullptr) return {StatusCode::kNullPointer, "scores.scores"};
+  if (scores.block_size != 1 && !(scores.block_size >= 16 && SupportedPageSizes::contains(scores.block_size)))
+    return {StatusCode::kNotSupported, "scores.block_size (supported: 1, 16, 32, 64, 128)"};
+  if (scores.dtype != DType::kFloat32 && scores.dtype != DType::kBFloat16 && scores.dtype != DType::kFloat16)
+    return {StatusCode::kInvalidValue, "scores.dtype must be kFloat32, kBFloat16 or kFloat16"};
+  if (scores.row_stride < scores.row_length(max_seq_len))
+    return {StatusCode::kInvalidStride, "scores.row_stride is below the row length"};
   return Status::success();
 }
 
@@ -176,6 +196,18 @@ DecodeParams<T> make_decode_params(const T* q, int num_qo_heads, const PagedKvCa
   params.scale_log2 = sm_scale * 1.4426950408889634f;
   params.out = out;
   params.lse = lse;
+  return params;
+}
+
+// `params` exporting to `scores` (or not, when scores.scores is null).
+template <int kHeadDim, typename T>
+DecodeParams<T> with_score_export(DecodeParams<T> params, const ScoreExport& scores) {
+  constexpr int kTileSlots = DecodePolicy<kHeadDim, false>::kTileSlots;
+  params.scores = scores;
+  // Block scores need whole blocks inside one warp: runs of block_size / kTileSlots tiles.
+  params.run_shift = scores.scores != nullptr && scores.block_size > kTileSlots
+                         ? __builtin_ctz(static_cast<unsigned>(scores.block_size / kTileSlots))
+                         : 0;
   return params;
 }
 

@@ -2,12 +2,12 @@
 //
 // Every layer has its own paged KV cache (bf16, page 64, shuffled block table) and query. What a
 // layer runs depends on its kind in the policy (policy/layer_kind.hpp):
-//   Dense               DenseDecode.
-//   DenseSelect, Select DenseDecode exporting bf16 scores (per token, or per block of
-//                       selection.block_size tokens), then BatchedTopK writes the layer's index
-//                       list. hylra has no K-only scoring pass, so a Select layer reads what a
-//                       dense one reads and keeps the exact dense output.
-//   Reuse(src)          GatherDecode over the list layer src wrote this step.
+//   Dense        DenseDecode.
+//   DenseSelect  DenseDecode exporting bf16 scores (per token, or per block of
+//                selection.block_size tokens), then BatchedTopK writes the layer's index list.
+//   Select       DenseScores (the same scores, reading K only), BatchedTopK, then GatherDecode
+//                over the list just written.
+//   Reuse(src)   GatherDecode over the list layer src wrote this step.
 // Every call is CUDA-graph capturable, so the step is captured once and replayed; its time is
 // compared with an all-Dense step over the same caches. The first Reuse layer's output is checked
 // against the host reference (reference::gather_decode) on the indices top-k chose.
@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "hylra/attention/decode.cuh"
+#include "hylra/attention/dense_scores.cuh"
 #include "hylra/attention/gather.cuh"
 #include "hylra/policy/policy_json.hpp"
 #include "hylra/reference/attention.hpp"
@@ -112,9 +113,9 @@ struct Layer {
 // The calls of one decode step, built once; run() issues them on a stream (and so can be captured).
 class DecodeStep {
  public:
-  DecodeStep(const pol::Policy& policy, std::vector<std::unique_ptr<Layer>>& layers, int batch, int tokens,
+  DecodeStep(const pol::Policy& policy, const std::vector<std::unique_ptr<Layer>>& layers, int batch, int tokens,
              const std::int32_t* row_lengths)
-      : policy_(policy), layers_(layers) {
+      : policy_(policy) {
     const pol::SelectionParams& sel = policy.selection;
     const int score_cols = (tokens + sel.block_size - 1) / sel.block_size;
     scores_ = std::make_unique<DeviceArray<T>>(static_cast<std::size_t>(batch) * kKvHeads * score_cols);
@@ -122,7 +123,7 @@ class DecodeStep {
       Layer& layer = *layers[l];
       const float sm_scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
       const pol::LayerPolicy& lp = policy[l];
-      if (lp.kind == pol::LayerKind::kReuse) {
+      if (lp.kind == pol::LayerKind::kReuse || lp.kind == pol::LayerKind::kSelect) {
         hylra::GatherDecodeArguments<T> g;
         g.q = layer.q.ptr;
         g.kv = layer.kv;
@@ -130,17 +131,18 @@ class DecodeStep {
         g.num_qo_heads = kQoHeads;
         g.sm_scale = sm_scale;
         g.out = layer.out.ptr;
-        gathers_.push_back({l, lp.source, g});
-        continue;
+        gathers_.push_back({l, lp.kind == pol::LayerKind::kSelect ? l : lp.source, g});
       }
+      const hylra::ScoreExport export_to{scores_->ptr, sel.block_size, score_cols, hylra::DType::kBFloat16};
+      if (lp.kind == pol::LayerKind::kSelect) scorers_.push_back({l, {layer.q.ptr, layer.kv, kQoHeads, sm_scale, export_to}});
       hylra::DenseDecodeArguments<T> d;
       d.q = layer.q.ptr;
       d.kv = layer.kv;
       d.num_qo_heads = kQoHeads;
       d.sm_scale = sm_scale;
       d.out = layer.out.ptr;
+      if (lp.kind == pol::LayerKind::kDenseSelect) d.scores = export_to;
       if (pol::is_producer(lp.kind)) {
-        d.scores = hylra::ScoreExport{scores_->ptr, sel.block_size, score_cols, hylra::DType::kBFloat16};
         // One top-k row per (sequence, KV head): [batch * kv_heads, score_cols] -> [.., k] ids.
         hylra::BatchedTopKArguments<T> topk;
         topk.scores = scores_->ptr;
@@ -156,7 +158,7 @@ class DecodeStep {
         topk.indices = lists_[l]->ptr;
         topk_.push_back({l, topk});
       }
-      denses_.push_back({l, d});
+      denses_.push_back({l, d});  // a Select or Reuse layer's is only for the all-dense step
     }
     for (auto& g : gathers_) {
       const auto list = lists_.find(g.source);
@@ -183,21 +185,20 @@ class DecodeStep {
   // The step in layer order; with all_dense, every layer runs DenseDecode without export instead.
   void run(cudaStream_t stream, bool all_dense) const {
     for (int l = 0; l < policy_.num_layers; ++l) {
+      const pol::LayerKind kind = policy_[l].kind;
       if (all_dense) {
         hylra::DenseDecodeArguments<T> d = dense_of(l);
         d.scores = {};
         launch_dense(d, stream);
         continue;
       }
-      if (policy_[l].kind == pol::LayerKind::kReuse) {
-        for (const auto& g : gathers_)
-          if (g.layer == l)
-            CHECK_OK(hylra::GatherDecode<T, kHeadDim>::run(g.args, workspace_->ptr, workspace_->count, stream));
-        continue;
-      }
-      launch_dense(dense_of(l), stream);
+      if (kind == pol::LayerKind::kDense || kind == pol::LayerKind::kDenseSelect) launch_dense(dense_of(l), stream);
+      for (const auto& s : scorers_)
+        if (s.layer == l) CHECK_OK(hylra::DenseScores<T, kHeadDim>::run(s.args, stream));
       for (const auto& t : topk_)
         if (t.layer == l) CHECK_OK(hylra::BatchedTopK<T>::run(t.args, workspace_->ptr, workspace_->count, stream));
+      for (const auto& g : gathers_)
+        if (g.layer == l) CHECK_OK(hylra::GatherDecode<T, kHeadDim>::run(g.args, workspace_->ptr, workspace_->count, stream));
     }
   }
 
@@ -216,16 +217,16 @@ class DecodeStep {
     int layer;
     hylra::BatchedTopKArguments<T> args;
   };
+  struct ScoreCall {
+    int layer;
+    hylra::DenseScoresArguments<T> args;
+  };
 
   hylra::DenseDecodeArguments<T> dense_of(int layer) const {
     for (const auto& d : denses_)
       if (d.layer == layer) return d.args;
-    // A Reuse layer timed as dense: the same query and cache.
-    hylra::DenseDecodeArguments<T> d = denses_.front().args;
-    d.q = layers_[layer]->q.ptr;
-    d.kv = layers_[layer]->kv;
-    d.out = layers_[layer]->out.ptr;
-    return d;
+    std::fprintf(stderr, "no dense call for layer %d\n", layer);
+    std::exit(1);
   }
 
   void launch_dense(const hylra::DenseDecodeArguments<T>& d, cudaStream_t stream) const {
@@ -233,12 +234,12 @@ class DecodeStep {
   }
 
   const pol::Policy& policy_;
-  std::vector<std::unique_ptr<Layer>>& layers_;
   std::unique_ptr<DeviceArray<T>> scores_;
   std::map<int, std::unique_ptr<DeviceArray<std::int32_t>>> lists_;
   std::vector<DenseCall> denses_;
   std::vector<GatherCall> gathers_;
   std::vector<TopKCall> topk_;
+  std::vector<ScoreCall> scorers_;
   std::unique_ptr<DeviceArray<unsigned char>> workspace_;
 };
 
@@ -374,8 +375,8 @@ int main(int argc, char** argv) {
 
   for (int l = 0; l < policy.num_layers; ++l) {
     if (policy[l].kind != pol::LayerKind::kReuse) continue;
-    const double err = check_gather(*layers[l], policy.selection, step.list_of(policy[l].source).download(), table, lens,
-                                    batch, pages);
+    const int source = policy[l].source;
+    const double err = check_gather(*layers[l], policy.selection, step.list_of(source).download(), table, lens, batch, pages);
     std::printf("layer %d against the host reference on the chosen indices: worst row relative error %.2e\n", l, err);
     if (!(err < 1e-2)) {
       std::fprintf(stderr, "error above 1e-2\n");

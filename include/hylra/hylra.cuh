@@ -26,6 +26,7 @@
 #include "hylra/policy/similarity_io.hpp"
 #include "hylra/policy/solvers.hpp"
 #include "hylra/policy/summary.hpp"
+#include "hylra/reuse/index_buffer.hpp"
 
 #include "hylra/io/json.hpp"
 #include "hylra/io/npy.hpp"

@@ -335,6 +335,29 @@ TEST_CASE("dense decode replays from a captured CUDA graph") {
   CHECK(max_lse_error(d_lse.to_host(), ref_lse) <= kLseTolerance);
 }
 
+TEST_CASE("DenseScores replays from a captured CUDA graph") {
+  std::mt19937 rng(31);
+  PagedCache<__nv_bfloat16> cache(KvLayout::kNHD, 2, 4, 128, 64, 5000, {4999, 3000}, rng);
+  const int hq = 4 * 3;
+  const auto q = random_values<__nv_bfloat16>(static_cast<std::size_t>(2) * hq * 128, rng);
+  DeviceBuffer<__nv_bfloat16> d_q(q);
+  DeviceBuffer<unsigned char> d_scores;
+  DenseScoresArguments<__nv_bfloat16> args;
+  args.q = d_q.ptr;
+  args.kv = cache.device_view();
+  args.num_qo_heads = hq;
+  args.sm_scale = 0.09f;
+  args.scores = poisoned_scores(cache, 1, DType::kBFloat16, &d_scores);
+  detail::SplitPlan plan;
+  DECODE_TEST_OK((DenseScores<__nv_bfloat16, 128>::plan(args, &plan)));
+  REQUIRE(plan.num_splits > 1);  // several chunks per row, still no workspace
+  CHECK(plan.workspace_bytes == 0);
+  CapturedGraph graph([&](cudaStream_t stream) { return dense_scores(args, stream); });
+  d_scores.poison();
+  graph.replay();
+  CHECK(score_error(q, hq, cache, 0.09f, args.scores, d_scores) <= kLseTolerance);
+}
+
 TEST_CASE("dense decode reports bad arguments without launching") {
   std::mt19937 rng(8);
   PagedCache<half> cache(KvLayout::kNHD, 1, 2, 128, 16, 64, {64}, rng);

@@ -8,6 +8,8 @@
 //   Select       DenseScores (the same scores, reading K only), BatchedTopK, then GatherDecode
 //                over the list just written.
 //   Reuse(src)   GatherDecode over the list layer src wrote this step.
+// The index lists live in an IndexBuffer (reuse/index_buffer.hpp): one allocation whose slots the
+// producers share where their lists are never needed at the same time (one slot for this policy).
 // Every call is CUDA-graph capturable, so the step is captured once and replayed; its time is
 // compared with an all-Dense step over the same caches. The first Reuse layer's output is checked
 // against the host reference (reference::gather_decode) on the indices top-k chose.
@@ -25,7 +27,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -37,6 +38,7 @@
 #include "hylra/attention/gather.cuh"
 #include "hylra/policy/policy_json.hpp"
 #include "hylra/reference/attention.hpp"
+#include "hylra/reuse/index_buffer.hpp"
 #include "hylra/topk/batched_topk.cuh"
 
 namespace pol = hylra::policy;
@@ -118,6 +120,8 @@ class DecodeStep {
       : policy_(policy) {
     const pol::SelectionParams& sel = policy.selection;
     const int score_cols = (tokens + sel.block_size - 1) / sel.block_size;
+    CHECK_OK(hylra::IndexBuffer::plan(policy, batch, kKvHeads, &index_buffer_));
+    lists_ = std::make_unique<DeviceArray<std::int32_t>>(index_buffer_.bytes() / sizeof(std::int32_t));
     scores_ = std::make_unique<DeviceArray<T>>(static_cast<std::size_t>(batch) * kKvHeads * score_cols);
     for (int l = 0; l < policy.num_layers; ++l) {
       Layer& layer = *layers[l];
@@ -127,11 +131,11 @@ class DecodeStep {
         hylra::GatherDecodeArguments<T> g;
         g.q = layer.q.ptr;
         g.kv = layer.kv;
-        g.indices = hylra::IndexList{nullptr, nullptr, batch, kKvHeads, sel.k, sel.block_size};
+        CHECK_OK(index_buffer_.reader(l, lists_->ptr, &g.indices));
         g.num_qo_heads = kQoHeads;
         g.sm_scale = sm_scale;
         g.out = layer.out.ptr;
-        gathers_.push_back({l, lp.kind == pol::LayerKind::kSelect ? l : lp.source, g});
+        gathers_.push_back({l, g});
       }
       const hylra::ScoreExport export_to{scores_->ptr, sel.block_size, score_cols, hylra::DType::kBFloat16};
       if (lp.kind == pol::LayerKind::kSelect) scorers_.push_back({l, {layer.q.ptr, layer.kv, kQoHeads, sm_scale, export_to}});
@@ -154,19 +158,12 @@ class DecodeStep {
         // Sinks and the recent window count in whole blocks at block granularity.
         topk.sink_tokens = (kSinkTokens + sel.block_size - 1) / sel.block_size;
         topk.recent_tokens = (kRecentTokens + sel.block_size - 1) / sel.block_size;
-        lists_.emplace(l, std::make_unique<DeviceArray<std::int32_t>>(static_cast<std::size_t>(topk.num_rows) * sel.k));
-        topk.indices = lists_[l]->ptr;
+        hylra::MutableIndexList written;
+        CHECK_OK(index_buffer_.writer(l, lists_->ptr, &written));
+        topk.indices = written.indices;
         topk_.push_back({l, topk});
       }
       denses_.push_back({l, d});  // a Select or Reuse layer's is only for the all-dense step
-    }
-    for (auto& g : gathers_) {
-      const auto list = lists_.find(g.source);
-      if (list == lists_.end()) {
-        std::fprintf(stderr, "layer %d reuses layer %d, which writes no indices\n", g.layer, g.source);
-        std::exit(1);
-      }
-      g.args.indices.indices = list->second->ptr;
     }
     // One workspace serves every call: they run one after another on one stream.
     std::size_t bytes = 0, need = 0;
@@ -182,9 +179,10 @@ class DecodeStep {
     workspace_ = std::make_unique<DeviceArray<unsigned char>>(bytes);
   }
 
-  // The step in layer order; with all_dense, every layer runs DenseDecode without export instead.
-  void run(cudaStream_t stream, bool all_dense) const {
-    for (int l = 0; l < policy_.num_layers; ++l) {
+  // Layers 0 .. last_layer (all by default) in order; with all_dense, every layer runs DenseDecode
+  // without export instead.
+  void run(cudaStream_t stream, bool all_dense, int last_layer = -1) const {
+    for (int l = 0; l < policy_.num_layers && (last_layer < 0 || l <= last_layer); ++l) {
       const pol::LayerKind kind = policy_[l].kind;
       if (all_dense) {
         hylra::DenseDecodeArguments<T> d = dense_of(l);
@@ -202,7 +200,15 @@ class DecodeStep {
     }
   }
 
-  const DeviceArray<std::int32_t>& list_of(int layer) const { return *lists_.at(layer); }
+  // The indices a Select or Reuse layer attends over, as they are in the buffer now.
+  std::vector<std::int32_t> list_read_by(int layer) const {
+    hylra::IndexList list;
+    CHECK_OK(index_buffer_.reader(layer, lists_->ptr, &list));
+    std::vector<std::int32_t> host(index_buffer_.list_elements());
+    CHECK_CUDA(cudaMemcpy(host.data(), list.indices, host.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost));
+    return host;
+  }
+  int index_slots() const { return index_buffer_.num_slots(); }
 
  private:
   struct DenseCall {
@@ -210,7 +216,7 @@ class DecodeStep {
     hylra::DenseDecodeArguments<T> args;
   };
   struct GatherCall {
-    int layer, source;
+    int layer;
     hylra::GatherDecodeArguments<T> args;
   };
   struct TopKCall {
@@ -235,7 +241,8 @@ class DecodeStep {
 
   const pol::Policy& policy_;
   std::unique_ptr<DeviceArray<T>> scores_;
-  std::map<int, std::unique_ptr<DeviceArray<std::int32_t>>> lists_;
+  hylra::IndexBuffer index_buffer_;
+  std::unique_ptr<DeviceArray<std::int32_t>> lists_;
   std::vector<DenseCall> denses_;
   std::vector<GatherCall> gathers_;
   std::vector<TopKCall> topk_;
@@ -372,11 +379,14 @@ int main(int argc, char** argv) {
   for (int l = 0; l < policy.num_layers; ++l)
     std::printf("  layer %2d: %s%s\n", l, pol::to_string(policy[l].kind),
                 policy[l].kind == pol::LayerKind::kReuse ? (" of layer " + std::to_string(policy[l].source)).c_str() : "");
+  std::printf("index lists: %d slot(s) in one buffer\n", step.index_slots());
 
+  // The first Reuse layer, run again up to itself: a later producer may take its list's slot.
   for (int l = 0; l < policy.num_layers; ++l) {
     if (policy[l].kind != pol::LayerKind::kReuse) continue;
-    const int source = policy[l].source;
-    const double err = check_gather(*layers[l], policy.selection, step.list_of(source).download(), table, lens, batch, pages);
+    step.run(stream, false, l);
+    CHECK_CUDA(cudaStreamSynchronize(stream));
+    const double err = check_gather(*layers[l], policy.selection, step.list_read_by(l), table, lens, batch, pages);
     std::printf("layer %d against the host reference on the chosen indices: worst row relative error %.2e\n", l, err);
     if (!(err < 1e-2)) {
       std::fprintf(stderr, "error above 1e-2\n");

@@ -23,7 +23,7 @@ constexpr const char* to_string(DType dtype) {
   return "unknown dtype";
 }
 
-constexpr std::size_t size_of(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
+HYLRA_HOST_DEVICE constexpr std::size_t size_of(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
 
 template <typename T>
 struct DTypeTraits;

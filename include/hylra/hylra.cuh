@@ -27,6 +27,7 @@
 #include "hylra/policy/solvers.hpp"
 #include "hylra/policy/summary.hpp"
 #include "hylra/reuse/index_buffer.hpp"
+#include "hylra/runtime/hybrid_attention.cuh"
 
 #include "hylra/io/json.hpp"
 #include "hylra/io/npy.hpp"

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <type_traits>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "hylra/core/dtype.hpp"
 #include "hylra/core/status.hpp"
 #include "hylra/layout/kv_cache.hpp"
+#include "hylra/reference/attention.hpp"
 
 namespace decode_test {
 
@@ -173,5 +175,71 @@ inline double max_lse_error(const std::vector<float>& a, const std::vector<float
 template <typename T>
 constexpr double kOutputTolerance = std::is_same_v<T, half> ? 2e-3 : 1e-2;
 constexpr double kLseTolerance = 1e-3;
+
+// Exported scores stored as `dtype`, widened to float.
+std::vector<float> widen_scores(const std::vector<unsigned char>& bytes, hylra::DType dtype) {
+  std::vector<float> values(bytes.size() / hylra::size_of(dtype));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const unsigned char* at = bytes.data() + i * hylra::size_of(dtype);
+    if (dtype == hylra::DType::kFloat32) {
+      std::memcpy(&values[i], at, sizeof(float));
+    } else if (dtype == hylra::DType::kBFloat16) {
+      __nv_bfloat16 x;
+      std::memcpy(&x, at, sizeof(x));
+      values[i] = hylra::to_float(x);
+    } else {
+      half x;
+      std::memcpy(&x, at, sizeof(x));
+      values[i] = hylra::to_float(x);
+    }
+  }
+  return values;
+}
+
+// Largest gap between two neighbouring values of `dtype` near |x|: the device and the reference
+// round logits that differ by ~1e-5 and may land one step apart.
+double rounding_step(hylra::DType dtype, float x) {
+  if (dtype == hylra::DType::kFloat32) return 0.0;
+  const int mantissa_bits = dtype == hylra::DType::kBFloat16 ? 7 : 10;
+  return std::ldexp(1.0, std::ilogb(std::max(std::fabs(x), 1e-6f)) - mantissa_bits);
+}
+
+// A poisoned device buffer for the scores of `cache` in blocks of `block` tokens stored as `dtype`
+// (rows padded by 3 entries), and the export that writes it.
+template <typename T>
+hylra::ScoreExport poisoned_scores(const PagedCache<T>& cache, int block, hylra::DType dtype, DeviceBuffer<unsigned char>* buffer) {
+  hylra::ScoreExport scores{nullptr, block, 0, dtype};
+  scores.row_stride = scores.row_length(cache.max_pages * cache.page_size) + 3;
+  *buffer = DeviceBuffer<unsigned char>(static_cast<std::size_t>(cache.batch) * cache.heads * scores.row_stride *
+                                        hylra::size_of(dtype));
+  buffer->poison();
+  scores.scores = buffer->ptr;
+  return scores;
+}
+
+// Worst gap between the scores the device wrote through `exported` and reference::dense_scores,
+// beyond one rounding step of the export's dtype; +inf for a NaN, a poisoned entry or a wrong inf.
+template <typename T>
+double score_error(const std::vector<T>& q, int hq, const PagedCache<T>& cache, float sm_scale,
+                   const hylra::ScoreExport& exported, const DeviceBuffer<unsigned char>& buffer) {
+  std::vector<unsigned char> ref_bytes(buffer.count, 0);
+  hylra::ScoreExport host = exported;
+  host.scores = ref_bytes.data();
+  DECODE_TEST_OK(hylra::reference::dense_scores(q.data(), hq, cache.host_view(), sm_scale, host));
+  const std::vector<float> ref = widen_scores(ref_bytes, exported.dtype);
+  const std::vector<float> got = widen_scores(buffer.to_host(), exported.dtype);
+  const int row_length = exported.row_length(cache.max_pages * cache.page_size);
+  double worst = 0.0;
+  for (std::size_t r = 0; r < got.size() / exported.row_stride; ++r)
+    for (int j = 0; j < row_length; ++j) {
+      const std::size_t i = r * exported.row_stride + j;
+      const bool same_inf = std::isinf(ref[i]) && got[i] == ref[i];
+      const double diff = std::isinf(ref[i]) || std::isnan(got[i])
+                              ? (same_inf ? 0.0 : INFINITY)
+                              : std::fabs(got[i] - ref[i]) - rounding_step(exported.dtype, ref[i]);
+      worst = std::max(worst, diff);
+    }
+  return worst;
+}
 
 }  // namespace decode_test

@@ -1,0 +1,199 @@
+// HybridAttention against the host references, layer by layer, over a policy with every kind:
+// Dense and DenseSelect outputs match reference::dense_decode; a producer's scores match
+// reference::dense_scores and its list is exactly reference::topk_row of them (sinks and the
+// recent window forced); a Select or Reuse output matches reference::gather_decode over the list
+// it read, which for a Reuse layer is its source's although another producer ran in between.
+// Token and block granularity, fp32 and bf16 scores, an empty sequence, a captured step, errors.
+#include "gpu/test_decode_common.cuh"
+
+#include <algorithm>
+#include <memory>
+
+#include "hylra/reference/topk.hpp"
+#include "hylra/runtime/hybrid_attention.cuh"
+
+using namespace hylra;
+using namespace decode_test;
+namespace pol = hylra::policy;
+
+namespace {
+
+constexpr int kDim = 128, kHkv = 2, kGroup = 3, kHq = kHkv * kGroup, kMaxLen = 1000;
+constexpr float kScale = 0.09f;
+
+// D, DS, Reuse(1), S, Reuse(3), Reuse(1), S: two lists live at once (layers 3-4), and layer 6
+// takes layer 1's slot once layer 5 has read it.
+pol::Policy test_policy(int k, int block) {
+  pol::Policy p;
+  p.num_layers = 7;
+  p.selection = {k, block, pol::IndexScope::kPerKvHead};
+  const pol::LayerPolicy layers[] = {pol::dense(),  pol::dense_select(), pol::reuse(1), pol::select(),
+                                     pol::reuse(3), pol::reuse(1),       pol::select()};
+  for (int i = 0; i < 7; ++i) p[i] = layers[i];
+  return p;
+}
+
+template <typename T>
+struct TestLayer {
+  std::unique_ptr<PagedCache<T>> cache;
+  std::vector<T> q;
+  DeviceBuffer<T> d_q, d_out;
+  DeviceBuffer<float> d_lse;
+  HybridLayerArguments<T> args() const { return {d_q.ptr, cache->device_view(), d_out.ptr, d_lse.ptr}; }
+};
+
+template <typename T>
+std::vector<TestLayer<T>> make_layers(int count, std::mt19937& rng) {
+  std::vector<TestLayer<T>> layers(count);
+  for (auto& l : layers) {
+    // Lengths: a full sequence, one ending mid-page, and an empty one.
+    l.cache = std::make_unique<PagedCache<T>>(KvLayout::kNHD, 3, kHkv, kDim, 32, kMaxLen,
+                                              std::vector<std::int32_t>{kMaxLen, 301, 0}, rng);
+    l.q = random_values<T>(static_cast<std::size_t>(3) * kHq * kDim, rng);
+    l.d_q = DeviceBuffer<T>(l.q);
+    l.d_out = DeviceBuffer<T>(l.q.size());
+    l.d_lse = DeviceBuffer<float>(static_cast<std::size_t>(3) * kHq);
+  }
+  return layers;
+}
+
+std::vector<std::int32_t> download(const IndexList& list) {
+  std::vector<std::int32_t> host(static_cast<std::size_t>(list.batch_size) * list.num_heads * list.k_max);
+  DECODE_TEST_CUDA(cudaMemcpy(host.data(), list.indices, host.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("HybridAttention runs every layer kind as the references do", T, half, __nv_bfloat16) {
+  const bool blocks = std::is_same_v<T, __nv_bfloat16>;
+  const int block = blocks ? 16 : 1, k = blocks ? 9 : 96;
+  const DType score_dtype = blocks ? DType::kFloat32 : DType::kBFloat16;
+  CAPTURE(block);
+  std::mt19937 rng(blocks ? 11 : 12);
+  auto layers = make_layers<T>(7, rng);
+  HybridAttentionArguments<T> args;
+  args.policy = test_policy(k, block);
+  args.num_qo_heads = kHq;
+  args.sm_scale = kScale;
+  args.sink_tokens = 4;
+  args.recent_tokens = 8;
+  args.score_dtype = score_dtype;
+  HybridAttention<T, kDim> attention;
+  DECODE_TEST_OK(HybridAttention<T, kDim>::plan(args, layers[0].args(), &attention));
+  CHECK(attention.index_buffer().num_slots() == 2);
+  DeviceBuffer<unsigned char> workspace(attention.workspace_bytes());
+  workspace.poison();
+
+  std::vector<std::vector<std::int32_t>> written(7);  // each producer's list as it wrote it
+  for (int l = 0; l < 7; ++l) {
+    CAPTURE(l);
+    const pol::LayerKind kind = args.policy[l].kind;
+    TestLayer<T>& layer = layers[l];
+    layer.d_out.poison();
+    layer.d_lse.poison();
+    DECODE_TEST_OK(attention.run_layer(l, layer.args(), workspace.ptr, workspace.count, nullptr));
+    DECODE_TEST_CUDA(cudaDeviceSynchronize());
+    std::vector<float> ref(layer.q.size()), ref_lse(layer.d_lse.count);
+    if (pol::is_producer(kind)) {
+      // The scores, then the list: exactly the top k of those scores, forced entries included.
+      const ScoreExport scores = attention.scores_in(workspace.ptr);
+      const std::size_t entries = static_cast<std::size_t>(3) * kHkv * scores.row_stride;
+      DeviceBuffer<unsigned char> copy(entries * size_of(score_dtype));
+      DECODE_TEST_CUDA(cudaMemcpy(copy.ptr, scores.scores, copy.count, cudaMemcpyDeviceToDevice));
+      CHECK(score_error(layer.q, kHq, *layer.cache, kScale, scores, copy) <= kLseTolerance);
+      const std::vector<float> values = widen_scores(copy.to_host(), score_dtype);
+      IndexList list;
+      DECODE_TEST_OK(attention.list_in(l, workspace.ptr, &list));
+      const std::vector<std::int32_t> got = download(list);
+      written[l] = got;
+      for (int row = 0; row < 3 * kHkv; ++row) {
+        const int len = (layer.cache->lens[row / kHkv] + block - 1) / block;
+        const int recent = block == 1 ? 8 : (8 + block - 1) / block + 1;  // the last block may be partial
+        std::vector<std::int32_t> want = reference::topk_row(values.data() + row * scores.row_stride, len, k, true,
+                                                             (4 + block - 1) / block, recent);
+        std::vector<std::int32_t> have(got.begin() + row * k, got.begin() + (row + 1) * k);
+        CHECK(std::is_sorted(have.begin() + std::min<std::size_t>(want.size(), k), have.end(),
+                             [](int a, int b) { return a > b; }));  // the tail is -1 padding only
+        have.erase(std::remove(have.begin(), have.end(), -1), have.end());
+        want.erase(std::remove(want.begin(), want.end(), -1), want.end());  // the reference pads too
+        std::sort(want.begin(), want.end());
+        std::sort(have.begin(), have.end());
+        CAPTURE(row);
+        CHECK(have == want);
+      }
+    }
+    if (kind == pol::LayerKind::kDense || kind == pol::LayerKind::kDenseSelect) {
+      DECODE_TEST_OK(reference::dense_decode(layer.q.data(), kHq, layer.cache->host_view(), kScale, ref.data(),
+                                             ref_lse.data()));
+    } else {
+      IndexList list;
+      DECODE_TEST_OK(attention.list_in(l, workspace.ptr, &list));
+      const std::vector<std::int32_t> ids = download(list);
+      // A Reuse layer reads its source's list untouched by the producers that ran in between.
+      const int source = kind == pol::LayerKind::kReuse ? args.policy[l].source : l;
+      CHECK(ids == written[source]);
+      const IndexList host_list{ids.data(), nullptr, list.batch_size, list.num_heads, list.k_max, list.block_size};
+      DECODE_TEST_OK(reference::gather_decode(layer.q.data(), kHq, layer.cache->host_view(), host_list, kScale,
+                                              ref.data(), ref_lse.data()));
+    }
+    CHECK(max_row_rel_error(layer.d_out.to_host(), ref, kDim) <= kOutputTolerance<T>);
+    CHECK(max_lse_error(layer.d_lse.to_host(), ref_lse) <= kLseTolerance);
+  }
+
+  // The whole step captured in one graph gives the same outputs bit for bit.
+  std::vector<std::vector<T>> eager;
+  for (auto& l : layers) eager.push_back(l.d_out.to_host());
+  CapturedGraph graph([&](cudaStream_t stream) {
+    for (int l = 0; l < 7; ++l)
+      HYLRA_RETURN_IF_ERROR(attention.run_layer(l, layers[l].args(), workspace.ptr, workspace.count, stream));
+    return Status::success();
+  });
+  for (auto& l : layers) l.d_out.poison();
+  graph.replay();
+  for (int l = 0; l < 7; ++l) {
+    const std::vector<T> replayed = layers[l].d_out.to_host();
+    CHECK(std::memcmp(replayed.data(), eager[l].data(), replayed.size() * sizeof(T)) == 0);
+  }
+}
+
+TEST_CASE("HybridAttention reports bad arguments") {
+  std::mt19937 rng(5);
+  auto layers = make_layers<half>(1, rng);
+  HybridAttentionArguments<half> args;
+  args.policy = test_policy(64, 1);
+  args.num_qo_heads = kHq;
+  args.sm_scale = kScale;
+  HybridAttention<half, kDim> attention;
+  REQUIRE(HybridAttention<half, kDim>::plan(args, layers[0].args(), &attention).ok());
+  DeviceBuffer<unsigned char> workspace(attention.workspace_bytes() + 256);
+  const auto la = layers[0].args();
+  CHECK(attention.run_layer(7, la, workspace.ptr, workspace.count, nullptr) == StatusCode::kInvalidValue);
+  CHECK(attention.run_layer(-1, la, workspace.ptr, workspace.count, nullptr) == StatusCode::kInvalidValue);
+  CHECK(attention.run_layer(0, la, nullptr, workspace.count, nullptr) == StatusCode::kNullPointer);
+  CHECK(attention.run_layer(0, la, workspace.ptr, attention.workspace_bytes() - 1, nullptr) ==
+        StatusCode::kWorkspaceTooSmall);
+  CHECK(attention.run_layer(0, la, workspace.ptr + 16, workspace.count - 16, nullptr) == StatusCode::kMisaligned);
+  auto other = la;
+  other.kv.batch_size = 2;
+  CHECK(attention.run_layer(0, other, workspace.ptr, workspace.count, nullptr) == StatusCode::kInvalidShape);
+  other = la;
+  other.q = nullptr;
+  CHECK(attention.run_layer(0, other, workspace.ptr, workspace.count, nullptr) == StatusCode::kNullPointer);
+
+  HybridAttention<half, kDim> refused;
+  auto bad = args;
+  bad.policy.selection.scope = pol::IndexScope::kSharedAcrossHeads;
+  CHECK(HybridAttention<half, kDim>::plan(bad, la, &refused) == StatusCode::kNotSupported);
+  bad = args;
+  bad.policy[2] = pol::reuse(0);  // layer 0 is Dense: not a producer
+  CHECK(HybridAttention<half, kDim>::plan(bad, la, &refused) == StatusCode::kInvalidPolicy);
+  bad = args;
+  bad.recent_tokens = -1;
+  CHECK(HybridAttention<half, kDim>::plan(bad, la, &refused) == StatusCode::kInvalidValue);
+  bad = args;
+  bad.num_qo_heads = 5;
+  CHECK(HybridAttention<half, kDim>::plan(bad, la, &refused) == StatusCode::kInvalidShape);
+  HybridAttention<half, 64> narrower;
+  CHECK(HybridAttention<half, 64>::plan(args, la, &narrower) == StatusCode::kInvalidShape);
+}

@@ -1,4 +1,5 @@
-// One HyLRA decode step on the GPU: a layer policy executed with hylra's kernels.
+// One HyLRA decode step on the GPU: a layer policy executed by HybridAttention
+// (runtime/hybrid_attention.cuh), one run_layer() call per layer as an engine's layer loop makes.
 //
 // Every layer has its own paged KV cache (bf16, page 64, shuffled block table) and query. What a
 // layer runs depends on its kind in the policy (policy/layer_kind.hpp):
@@ -8,8 +9,9 @@
 //   Select       DenseScores (the same scores, reading K only), BatchedTopK, then GatherDecode
 //                over the list just written.
 //   Reuse(src)   GatherDecode over the list layer src wrote this step.
-// The index lists live in an IndexBuffer (reuse/index_buffer.hpp): one allocation whose slots the
-// producers share where their lists are never needed at the same time (one slot for this policy).
+// HybridAttention keeps the index lists in an IndexBuffer (reuse/index_buffer.hpp) inside its
+// workspace: slots the producers share where their lists are never needed at the same time (one
+// slot for this policy).
 // Every call is CUDA-graph capturable, so the step is captured once and replayed; its time is
 // compared with an all-Dense step over the same caches. The first Reuse layer's output is checked
 // against the host reference (reference::gather_decode) on the indices top-k chose.
@@ -34,12 +36,9 @@
 #include <vector>
 
 #include "hylra/attention/decode.cuh"
-#include "hylra/attention/dense_scores.cuh"
-#include "hylra/attention/gather.cuh"
 #include "hylra/policy/policy_json.hpp"
 #include "hylra/reference/attention.hpp"
-#include "hylra/reuse/index_buffer.hpp"
-#include "hylra/topk/batched_topk.cuh"
+#include "hylra/runtime/hybrid_attention.cuh"
 
 namespace pol = hylra::policy;
 using T = __nv_bfloat16;
@@ -112,141 +111,57 @@ struct Layer {
   }
 };
 
-// The calls of one decode step, built once; run() issues them on a stream (and so can be captured).
+// One decode step: HybridAttention runs the policy's layers; run() issues them on a stream (and so
+// can be captured), or, for comparison, DenseDecode on every layer.
 class DecodeStep {
  public:
-  DecodeStep(const pol::Policy& policy, const std::vector<std::unique_ptr<Layer>>& layers, int batch, int tokens,
-             const std::int32_t* row_lengths)
-      : policy_(policy) {
-    const pol::SelectionParams& sel = policy.selection;
-    const int score_cols = (tokens + sel.block_size - 1) / sel.block_size;
-    CHECK_OK(hylra::IndexBuffer::plan(policy, batch, kKvHeads, &index_buffer_));
-    lists_ = std::make_unique<DeviceArray<std::int32_t>>(index_buffer_.bytes() / sizeof(std::int32_t));
-    scores_ = std::make_unique<DeviceArray<T>>(static_cast<std::size_t>(batch) * kKvHeads * score_cols);
-    for (int l = 0; l < policy.num_layers; ++l) {
-      Layer& layer = *layers[l];
-      const float sm_scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
-      const pol::LayerPolicy& lp = policy[l];
-      if (lp.kind == pol::LayerKind::kReuse || lp.kind == pol::LayerKind::kSelect) {
-        hylra::GatherDecodeArguments<T> g;
-        g.q = layer.q.ptr;
-        g.kv = layer.kv;
-        CHECK_OK(index_buffer_.reader(l, lists_->ptr, &g.indices));
-        g.num_qo_heads = kQoHeads;
-        g.sm_scale = sm_scale;
-        g.out = layer.out.ptr;
-        gathers_.push_back({l, g});
-      }
-      const hylra::ScoreExport export_to{scores_->ptr, sel.block_size, score_cols, hylra::DType::kBFloat16};
-      if (lp.kind == pol::LayerKind::kSelect) scorers_.push_back({l, {layer.q.ptr, layer.kv, kQoHeads, sm_scale, export_to}});
-      hylra::DenseDecodeArguments<T> d;
-      d.q = layer.q.ptr;
-      d.kv = layer.kv;
-      d.num_qo_heads = kQoHeads;
-      d.sm_scale = sm_scale;
-      d.out = layer.out.ptr;
-      if (lp.kind == pol::LayerKind::kDenseSelect) d.scores = export_to;
-      if (pol::is_producer(lp.kind)) {
-        // One top-k row per (sequence, KV head): [batch * kv_heads, score_cols] -> [.., k] ids.
-        hylra::BatchedTopKArguments<T> topk;
-        topk.scores = scores_->ptr;
-        topk.row_stride = score_cols;
-        topk.num_rows = batch * kKvHeads;
-        topk.num_cols = score_cols;
-        topk.lengths = row_lengths;
-        topk.k = sel.k;
-        // Sinks and the recent window count in whole blocks at block granularity.
-        topk.sink_tokens = (kSinkTokens + sel.block_size - 1) / sel.block_size;
-        topk.recent_tokens = (kRecentTokens + sel.block_size - 1) / sel.block_size;
-        hylra::MutableIndexList written;
-        CHECK_OK(index_buffer_.writer(l, lists_->ptr, &written));
-        topk.indices = written.indices;
-        topk_.push_back({l, topk});
-      }
-      denses_.push_back({l, d});  // a Select or Reuse layer's is only for the all-dense step
-    }
-    // One workspace serves every call: they run one after another on one stream.
-    std::size_t bytes = 0, need = 0;
-    for (const auto& d : denses_) {
-      CHECK_OK(hylra::DenseDecode<T, kHeadDim>::workspace_size(d.args, &need));
-      bytes = std::max(bytes, need);
-    }
-    for (const auto& g : gathers_) {
-      CHECK_OK(hylra::GatherDecode<T, kHeadDim>::workspace_size(g.args, &need));
-      bytes = std::max(bytes, need);
-    }
-    for (const auto& t : topk_) bytes = std::max(bytes, hylra::BatchedTopK<T>::workspace_size(t.args));
-    workspace_ = std::make_unique<DeviceArray<unsigned char>>(bytes);
+  DecodeStep(const pol::Policy& policy, const std::vector<std::unique_ptr<Layer>>& layers) : layers_(layers) {
+    hylra::HybridAttentionArguments<T> args;
+    args.policy = policy;
+    args.num_qo_heads = kQoHeads;
+    args.sm_scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+    args.sink_tokens = kSinkTokens;
+    args.recent_tokens = kRecentTokens;
+    args.score_dtype = hylra::DType::kBFloat16;
+    CHECK_OK(hylra::HybridAttention<T, kHeadDim>::plan(args, layer_args(0), &attention_));
+    // The all-dense step borrows the same workspace: HybridAttention sized it for DenseDecode too.
+    workspace_ = std::make_unique<DeviceArray<unsigned char>>(attention_.workspace_bytes());
   }
 
-  // Layers 0 .. last_layer (all by default) in order; with all_dense, every layer runs DenseDecode
-  // without export instead.
+  // Layers 0 .. last_layer (all by default) in order.
   void run(cudaStream_t stream, bool all_dense, int last_layer = -1) const {
-    for (int l = 0; l < policy_.num_layers && (last_layer < 0 || l <= last_layer); ++l) {
-      const pol::LayerKind kind = policy_[l].kind;
-      if (all_dense) {
-        hylra::DenseDecodeArguments<T> d = dense_of(l);
-        d.scores = {};
-        launch_dense(d, stream);
+    for (int l = 0; l < static_cast<int>(layers_.size()) && (last_layer < 0 || l <= last_layer); ++l) {
+      if (!all_dense) {
+        CHECK_OK(attention_.run_layer(l, layer_args(l), workspace_->ptr, workspace_->count, stream));
         continue;
       }
-      if (kind == pol::LayerKind::kDense || kind == pol::LayerKind::kDenseSelect) launch_dense(dense_of(l), stream);
-      for (const auto& s : scorers_)
-        if (s.layer == l) CHECK_OK(hylra::DenseScores<T, kHeadDim>::run(s.args, stream));
-      for (const auto& t : topk_)
-        if (t.layer == l) CHECK_OK(hylra::BatchedTopK<T>::run(t.args, workspace_->ptr, workspace_->count, stream));
-      for (const auto& g : gathers_)
-        if (g.layer == l) CHECK_OK(hylra::GatherDecode<T, kHeadDim>::run(g.args, workspace_->ptr, workspace_->count, stream));
+      hylra::DenseDecodeArguments<T> dense;
+      dense.q = layers_[l]->q.ptr;
+      dense.kv = layers_[l]->kv;
+      dense.num_qo_heads = kQoHeads;
+      dense.sm_scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+      dense.out = layers_[l]->out.ptr;
+      CHECK_OK(hylra::DenseDecode<T, kHeadDim>::run(dense, workspace_->ptr, workspace_->count, stream));
     }
   }
 
-  // The indices a Select or Reuse layer attends over, as they are in the buffer now.
+  // The indices a Select or Reuse layer attends over, as they are in the workspace now.
   std::vector<std::int32_t> list_read_by(int layer) const {
     hylra::IndexList list;
-    CHECK_OK(index_buffer_.reader(layer, lists_->ptr, &list));
-    std::vector<std::int32_t> host(index_buffer_.list_elements());
+    CHECK_OK(attention_.list_in(layer, workspace_->ptr, &list));
+    std::vector<std::int32_t> host(attention_.index_buffer().list_elements());
     CHECK_CUDA(cudaMemcpy(host.data(), list.indices, host.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost));
     return host;
   }
-  int index_slots() const { return index_buffer_.num_slots(); }
+  int index_slots() const { return attention_.index_buffer().num_slots(); }
 
  private:
-  struct DenseCall {
-    int layer;
-    hylra::DenseDecodeArguments<T> args;
-  };
-  struct GatherCall {
-    int layer;
-    hylra::GatherDecodeArguments<T> args;
-  };
-  struct TopKCall {
-    int layer;
-    hylra::BatchedTopKArguments<T> args;
-  };
-  struct ScoreCall {
-    int layer;
-    hylra::DenseScoresArguments<T> args;
-  };
-
-  hylra::DenseDecodeArguments<T> dense_of(int layer) const {
-    for (const auto& d : denses_)
-      if (d.layer == layer) return d.args;
-    std::fprintf(stderr, "no dense call for layer %d\n", layer);
-    std::exit(1);
+  hylra::HybridLayerArguments<T> layer_args(int l) const {
+    return {layers_[l]->q.ptr, layers_[l]->kv, layers_[l]->out.ptr, nullptr};
   }
 
-  void launch_dense(const hylra::DenseDecodeArguments<T>& d, cudaStream_t stream) const {
-    CHECK_OK(hylra::DenseDecode<T, kHeadDim>::run(d, workspace_->ptr, workspace_->count, stream));
-  }
-
-  const pol::Policy& policy_;
-  std::unique_ptr<DeviceArray<T>> scores_;
-  hylra::IndexBuffer index_buffer_;
-  std::unique_ptr<DeviceArray<std::int32_t>> lists_;
-  std::vector<DenseCall> denses_;
-  std::vector<GatherCall> gathers_;
-  std::vector<TopKCall> topk_;
-  std::vector<ScoreCall> scorers_;
+  const std::vector<std::unique_ptr<Layer>>& layers_;
+  hylra::HybridAttention<T, kHeadDim> attention_;
   std::unique_ptr<DeviceArray<unsigned char>> workspace_;
 };
 
@@ -349,23 +264,20 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Shared by every layer: sequence lengths, a shuffled block table, and top-k's row lengths
-  // (per (sequence, KV head): the sequence's tokens, or blocks at block granularity).
+  // Shared by every layer: sequence lengths and a shuffled block table.
   const int max_pages = tokens / kPage, pages = batch * max_pages;
   std::vector<std::int32_t> table(pages), lens(batch, tokens);
   std::iota(table.begin(), table.end(), 0);
   std::shuffle(table.begin(), table.end(), std::mt19937(42));
   const int bs = policy.selection.block_size;
-  std::vector<std::int32_t> row_lengths(static_cast<std::size_t>(batch) * kKvHeads, (tokens + bs - 1) / bs);
-  DeviceArray<std::int32_t> d_table(table.size()), d_lens(lens.size()), d_row_lengths(row_lengths.size());
+  DeviceArray<std::int32_t> d_table(table.size()), d_lens(lens.size());
   d_table.upload(table);
   d_lens.upload(lens);
-  d_row_lengths.upload(row_lengths);
 
   std::vector<std::unique_ptr<Layer>> layers;
   for (int l = 0; l < policy.num_layers; ++l)
     layers.push_back(std::make_unique<Layer>(batch, pages, d_table.ptr, max_pages, d_lens.ptr, static_cast<unsigned>(l)));
-  const DecodeStep step(policy, layers, batch, tokens, d_row_lengths.ptr);
+  const DecodeStep step(policy, layers);
 
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

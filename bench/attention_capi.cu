@@ -19,6 +19,16 @@ hylra::PagedKvCache<const T> make_view(const void* k, const void* v, int num_pag
                                              block_table, max_pages, seq_lens, batch);
 }
 
+// The fields every decode operation's arguments share.
+template <typename T, typename Arguments>
+void set_query_and_cache(Arguments& args, const void* q, const hylra::PagedKvCache<const T>& kv, int num_qo_heads,
+                         float sm_scale) {
+  args.q = static_cast<const T*>(q);
+  args.kv = kv;
+  args.num_qo_heads = num_qo_heads;
+  args.sm_scale = sm_scale;
+}
+
 }  // namespace
 
 extern "C" {
@@ -34,11 +44,9 @@ __attribute__((visibility("default"))) int hylra_dense_decode(
   const hylra::Status status = hylra::dispatch_half_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
     using T = typename decltype(tag)::type;
     hylra::DenseDecodeArguments<T> args;
-    args.q = static_cast<const T*>(q);
-    args.kv = make_view<T>(k, v, num_pages, page_size, num_kv_heads, head_dim, layout, block_table, max_pages,
-                           seq_lens, batch);
-    args.num_qo_heads = num_qo_heads;
-    args.sm_scale = sm_scale;
+    set_query_and_cache<T>(args, q, make_view<T>(k, v, num_pages, page_size, num_kv_heads, head_dim, layout,
+                                                 block_table, max_pages, seq_lens, batch),
+                           num_qo_heads, sm_scale);
     args.out = static_cast<T*>(out);
     args.lse = lse;
     args.scores = hylra::ScoreExport{scores, score_block, score_stride, static_cast<hylra::DType>(score_dtype)};
@@ -57,11 +65,9 @@ __attribute__((visibility("default"))) int hylra_dense_scores(
   const hylra::Status status = hylra::dispatch_half_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
     using T = typename decltype(tag)::type;
     hylra::DenseScoresArguments<T> args;
-    args.q = static_cast<const T*>(q);
-    args.kv = make_view<T>(k, v, num_pages, page_size, num_kv_heads, head_dim, layout, block_table, max_pages,
-                           seq_lens, batch);
-    args.num_qo_heads = num_qo_heads;
-    args.sm_scale = sm_scale;
+    set_query_and_cache<T>(args, q, make_view<T>(k, v, num_pages, page_size, num_kv_heads, head_dim, layout,
+                                                 block_table, max_pages, seq_lens, batch),
+                           num_qo_heads, sm_scale);
     args.scores = hylra::ScoreExport{scores, score_block, score_stride, static_cast<hylra::DType>(score_dtype)};
     return hylra::dense_scores(args, static_cast<cudaStream_t>(stream));
   });
@@ -78,12 +84,10 @@ __attribute__((visibility("default"))) int hylra_gather_decode(
   const hylra::Status status = hylra::dispatch_half_dtype(static_cast<hylra::DType>(dtype), [&](auto tag) {
     using T = typename decltype(tag)::type;
     hylra::GatherDecodeArguments<T> args;
-    args.q = static_cast<const T*>(q);
-    args.kv = make_view<T>(k, v, num_pages, page_size, num_kv_heads, head_dim, layout, block_table, max_pages,
-                           seq_lens, batch);
+    set_query_and_cache<T>(args, q, make_view<T>(k, v, num_pages, page_size, num_kv_heads, head_dim, layout,
+                                                 block_table, max_pages, seq_lens, batch),
+                           num_qo_heads, sm_scale);
     args.indices = hylra::IndexList{indices, nullptr, batch, list_heads, k_max, block_size};
-    args.num_qo_heads = num_qo_heads;
-    args.sm_scale = sm_scale;
     args.out = static_cast<T*>(out);
     args.lse = lse;
     if (workspace_needed != nullptr) return hylra::gather_decode_workspace_size(args, workspace_needed);

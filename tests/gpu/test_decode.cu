@@ -169,6 +169,19 @@ TEST_CASE("exported scores at step edges: groups 1, 3 and 16, lengths ending mid
     }
 }
 
+// DenseScores arguments over `cache` for the query in `q`, writing poisoned `buffer`.
+template <typename T>
+DenseScoresArguments<T> scores_args(const DeviceBuffer<T>& q, const PagedCache<T>& cache, int hq, float sm_scale,
+                                    int block, DType dtype, DeviceBuffer<unsigned char>* buffer) {
+  DenseScoresArguments<T> args;
+  args.q = q.ptr;
+  args.kv = cache.device_view();
+  args.num_qo_heads = hq;
+  args.sm_scale = sm_scale;
+  args.scores = poisoned_scores(cache, block, dtype, buffer);
+  return args;
+}
+
 // DenseScores runs the dense kernel with K alone in its ring and no softmax, P V or output: its
 // scores must equal the export of DenseDecode over every head dim, group, block size, dtype and
 // length edge (an empty sequence, one token, lengths ending mid-step and mid-page).
@@ -192,12 +205,7 @@ TEST_CASE_TEMPLATE("DenseScores writes what DenseDecode exports, without reading
       const float sm_scale = 0.37f;
       DeviceBuffer<T> d_q(q);
       DeviceBuffer<unsigned char> d_scores;
-      DenseScoresArguments<T> args;
-      args.q = d_q.ptr;
-      args.kv = cache.device_view();
-      args.num_qo_heads = hq;
-      args.sm_scale = sm_scale;
-      args.scores = poisoned_scores(cache, block, dtype, &d_scores);
+      const auto args = scores_args(d_q, cache, hq, sm_scale, block, dtype, &d_scores);
       DECODE_TEST_OK(dense_scores(args, nullptr));
       DECODE_TEST_CUDA(cudaDeviceSynchronize());
       CHECK(score_error(q, hq, cache, sm_scale, args.scores, d_scores) <= kLseTolerance);
@@ -276,12 +284,7 @@ TEST_CASE("DenseScores replays from a captured CUDA graph") {
   const auto q = random_values<__nv_bfloat16>(static_cast<std::size_t>(2) * hq * 128, rng);
   DeviceBuffer<__nv_bfloat16> d_q(q);
   DeviceBuffer<unsigned char> d_scores;
-  DenseScoresArguments<__nv_bfloat16> args;
-  args.q = d_q.ptr;
-  args.kv = cache.device_view();
-  args.num_qo_heads = hq;
-  args.sm_scale = 0.09f;
-  args.scores = poisoned_scores(cache, 1, DType::kBFloat16, &d_scores);
+  const auto args = scores_args(d_q, cache, hq, 0.09f, 1, DType::kBFloat16, &d_scores);
   detail::SplitPlan plan;
   DECODE_TEST_OK((DenseScores<__nv_bfloat16, 128>::plan(args, &plan)));
   REQUIRE(plan.num_splits > 1);  // several chunks per row, still no workspace

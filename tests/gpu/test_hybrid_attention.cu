@@ -3,7 +3,8 @@
 // reference::dense_scores and its list is exactly reference::topk_row of them (sinks and the
 // recent window forced); a Select or Reuse output matches reference::gather_decode over the list
 // it read, which for a Reuse layer is its source's although another producer ran in between.
-// Token and block granularity, fp32 and bf16 scores, an empty sequence, a captured step, errors.
+// Lists per KV head and shared by all heads, token and block granularity, fp32 / bf16 / fp16
+// scores, an empty sequence, a captured step, and the argument errors.
 #include "gpu/test_decode_common.cuh"
 
 #include <algorithm>
@@ -63,30 +64,22 @@ std::vector<std::int32_t> download(const IndexList& list) {
   return host;
 }
 
-}  // namespace
-
-TEST_CASE_TEMPLATE("HybridAttention runs every layer kind as the references do", T, half, __nv_bfloat16) {
-  const bool blocks = std::is_same_v<T, __nv_bfloat16>;
-  const int block = blocks ? 16 : 1, k = blocks ? 9 : 96;
-  const DType score_dtype = blocks ? DType::kFloat32 : DType::kBFloat16;
-  CAPTURE(block);
-  std::mt19937 rng(blocks ? 11 : 12);
-  auto layers = make_layers<T>(7, rng);
-  HybridAttentionArguments<T> args;
-  args.policy = test_policy(k, block);
-  args.num_qo_heads = kHq;
-  args.sm_scale = kScale;
-  args.sink_tokens = 4;
-  args.recent_tokens = 8;
-  args.score_dtype = score_dtype;
+// Plans `args` over fresh layers, runs the policy layer by layer and checks each against the
+// references (see the top of the file); then replays the step from a captured graph.
+template <typename T>
+void check_step(const HybridAttentionArguments<T>& args, int expected_slots, std::mt19937& rng) {
+  const int layers_count = args.policy.num_layers, k = args.policy.selection.k, block = args.policy.selection.block_size;
+  const bool shared = args.policy.selection.scope == pol::IndexScope::kSharedAcrossHeads;
+  const int list_heads = shared ? 1 : kHkv;
+  auto layers = make_layers<T>(layers_count, rng);
   HybridAttention<T, kDim> attention;
   DECODE_TEST_OK(HybridAttention<T, kDim>::plan(args, layers[0].args(), &attention));
-  CHECK(attention.index_buffer().num_slots() == 2);
+  CHECK(attention.index_buffer().num_slots() == expected_slots);
   DeviceBuffer<unsigned char> workspace(attention.workspace_bytes());
   workspace.poison();
 
-  std::vector<std::vector<std::int32_t>> written(7);  // each producer's list as it wrote it
-  for (int l = 0; l < 7; ++l) {
+  std::vector<std::vector<std::int32_t>> written(layers_count);  // each producer's list as it wrote it
+  for (int l = 0; l < layers_count; ++l) {
     CAPTURE(l);
     const pol::LayerKind kind = args.policy[l].kind;
     TestLayer<T>& layer = layers[l];
@@ -96,22 +89,32 @@ TEST_CASE_TEMPLATE("HybridAttention runs every layer kind as the references do",
     DECODE_TEST_CUDA(cudaDeviceSynchronize());
     std::vector<float> ref(layer.q.size()), ref_lse(layer.d_lse.count);
     if (pol::is_producer(kind)) {
-      // The scores, then the list: exactly the top k of those scores, forced entries included.
+      // The scores, then the list: exactly the top k of those scores (their max over the heads
+      // for shared lists), forced entries included.
       const ScoreExport scores = attention.scores_in(workspace.ptr);
-      const std::size_t entries = static_cast<std::size_t>(3) * kHkv * scores.row_stride;
-      DeviceBuffer<unsigned char> copy(entries * size_of(score_dtype));
+      const std::size_t cols = static_cast<std::size_t>(scores.row_stride);
+      DeviceBuffer<unsigned char> copy(3 * kHkv * cols * size_of(args.score_dtype));
       DECODE_TEST_CUDA(cudaMemcpy(copy.ptr, scores.scores, copy.count, cudaMemcpyDeviceToDevice));
       CHECK(score_error(layer.q, kHq, *layer.cache, kScale, scores, copy) <= kLseTolerance);
-      const std::vector<float> values = widen_scores(copy.to_host(), score_dtype);
+      std::vector<float> values = widen_scores(copy.to_host(), args.score_dtype);
+      if (shared) {
+        std::vector<float> pooled(3 * cols, -INFINITY);
+        for (std::size_t i = 0; i < values.size(); ++i) {
+          float& m = pooled[i / (kHkv * cols) * cols + i % cols];
+          m = std::max(m, values[i]);
+        }
+        values = pooled;
+      }
       IndexList list;
       DECODE_TEST_OK(attention.list_in(l, workspace.ptr, &list));
+      CHECK(list.num_heads == list_heads);
       const std::vector<std::int32_t> got = download(list);
       written[l] = got;
-      for (int row = 0; row < 3 * kHkv; ++row) {
-        const int len = (layer.cache->lens[row / kHkv] + block - 1) / block;
+      for (int row = 0; row < 3 * list_heads; ++row) {
+        const int len = (layer.cache->lens[row / list_heads] + block - 1) / block;
         const int recent = block == 1 ? 8 : (8 + block - 1) / block + 1;  // the last block may be partial
-        std::vector<std::int32_t> want = reference::topk_row(values.data() + row * scores.row_stride, len, k, true,
-                                                             (4 + block - 1) / block, recent);
+        std::vector<std::int32_t> want =
+            reference::topk_row(values.data() + row * cols, len, k, true, (4 + block - 1) / block, recent);
         std::vector<std::int32_t> have(got.begin() + row * k, got.begin() + (row + 1) * k);
         CHECK(std::is_sorted(have.begin() + std::min<std::size_t>(want.size(), k), have.end(),
                              [](int a, int b) { return a > b; }));  // the tail is -1 padding only
@@ -145,15 +148,50 @@ TEST_CASE_TEMPLATE("HybridAttention runs every layer kind as the references do",
   std::vector<std::vector<T>> eager;
   for (auto& l : layers) eager.push_back(l.d_out.to_host());
   CapturedGraph graph([&](cudaStream_t stream) {
-    for (int l = 0; l < 7; ++l)
+    for (int l = 0; l < layers_count; ++l)
       HYLRA_RETURN_IF_ERROR(attention.run_layer(l, layers[l].args(), workspace.ptr, workspace.count, stream));
     return Status::success();
   });
   for (auto& l : layers) l.d_out.poison();
   graph.replay();
-  for (int l = 0; l < 7; ++l) {
+  for (int l = 0; l < layers_count; ++l) {
     const std::vector<T> replayed = layers[l].d_out.to_host();
     CHECK(std::memcmp(replayed.data(), eager[l].data(), replayed.size() * sizeof(T)) == 0);
+  }
+}
+
+template <typename T>
+HybridAttentionArguments<T> step_args(int k, int block, pol::IndexScope scope, DType score_dtype) {
+  HybridAttentionArguments<T> args;
+  args.policy = test_policy(k, block);
+  args.policy.selection.scope = scope;
+  args.num_qo_heads = kHq;
+  args.sm_scale = kScale;
+  args.sink_tokens = 4;
+  args.recent_tokens = 8;
+  args.score_dtype = score_dtype;
+  return args;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("HybridAttention runs every layer kind as the references do", T, half, __nv_bfloat16) {
+  // Tokens with bf16 scores for fp16 caches, blocks of 16 with fp32 scores for bf16 ones.
+  const bool blocks = std::is_same_v<T, __nv_bfloat16>;
+  CAPTURE(blocks);
+  std::mt19937 rng(blocks ? 11 : 12);
+  check_step(step_args<T>(blocks ? 9 : 96, blocks ? 16 : 1, pol::IndexScope::kPerKvHead,
+                          blocks ? DType::kFloat32 : DType::kBFloat16),
+             2, rng);
+}
+
+TEST_CASE("HybridAttention with index lists shared by all KV heads: top-k over the heads' max score") {
+  std::mt19937 rng(13);
+  SUBCASE("tokens, fp16 scores") {
+    check_step(step_args<half>(80, 1, pol::IndexScope::kSharedAcrossHeads, DType::kFloat16), 2, rng);
+  }
+  SUBCASE("blocks of 32, bf16 scores") {
+    check_step(step_args<__nv_bfloat16>(6, 32, pol::IndexScope::kSharedAcrossHeads, DType::kBFloat16), 2, rng);
   }
 }
 
@@ -183,9 +221,6 @@ TEST_CASE("HybridAttention reports bad arguments") {
 
   HybridAttention<half, kDim> refused;
   auto bad = args;
-  bad.policy.selection.scope = pol::IndexScope::kSharedAcrossHeads;
-  CHECK(HybridAttention<half, kDim>::plan(bad, la, &refused) == StatusCode::kNotSupported);
-  bad = args;
   bad.policy[2] = pol::reuse(0);  // layer 0 is Dense: not a producer
   CHECK(HybridAttention<half, kDim>::plan(bad, la, &refused) == StatusCode::kInvalidPolicy);
   bad = args;

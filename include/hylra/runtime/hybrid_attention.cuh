@@ -6,7 +6,8 @@
 //                the list just chosen.
 //   Reuse(src)   GatherDecode over the list layer src wrote earlier in this step.
 // Scores are the max over each GQA group of the logits (scores.hpp), per token or per block of
-// selection.block_size tokens; the first `sink_tokens` and last `recent_tokens` tokens of every
+// selection.block_size tokens, and for lists shared by all KV heads (IndexScope::kSharedAcrossHeads)
+// the max of those over the heads; the first `sink_tokens` and last `recent_tokens` tokens of every
 // sequence are always selected and count inside k (at block granularity: the blocks holding the
 // sinks, and one block more than r / B rounded up at the end, since the last block may be partial). The index lists live in an IndexBuffer inside
 // the workspace, so every step uses the same addresses and a captured CUDA graph replays a step.
@@ -40,13 +41,30 @@ HYLRA_NAMESPACE_BEGIN
 
 namespace detail {
 
-// Top-k row lengths of (sequence, KV head) rows: the sequence's entries of `block` tokens.
+constexpr int kRuntimeKernelThreads = 256;
+
+// Top-k row lengths of `heads` rows per sequence: the sequence's entries of `block` tokens.
 template <int kThreads>
-__global__ void __launch_bounds__(kThreads) score_row_lengths_kernel(const std::int32_t* seq_lens, int batch, int heads, int max_seq_len, int block,
-                                         std::int32_t* lengths) {
+__global__ void __launch_bounds__(kThreads)
+    row_lengths_kernel(const std::int32_t* seq_lens, int batch, int heads, int max_seq_len, int block,
+                       std::int32_t* lengths) {
   for (int row = blockIdx.x * blockDim.x + threadIdx.x; row < batch * heads; row += gridDim.x * blockDim.x) {
     const int len = min(max(seq_lens[row / heads], 0), max_seq_len);
     lengths[row] = (len + block - 1) / block;
+  }
+}
+
+// Scores for index lists shared by all KV heads: out[b][c] = max over heads h of in[b][h][c].
+template <typename ScoreT, int kThreads>
+__global__ void __launch_bounds__(kThreads)
+    max_over_heads_kernel(const ScoreT* in, int batch, int heads, int cols, ScoreT* out) {
+  const std::int64_t n = static_cast<std::int64_t>(batch) * cols;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(kThreads) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * kThreads) {
+    const std::int64_t b = i / cols, c = i % cols;
+    float m = -INFINITY;
+    for (int h = 0; h < heads; ++h) m = fmaxf(m, to_float(in[(b * heads + h) * cols + c]));
+    out[i] = from_float<ScoreT>(m);
   }
 }
 
@@ -54,7 +72,7 @@ __global__ void __launch_bounds__(kThreads) score_row_lengths_kernel(const std::
 
 template <typename T>
 struct HybridAttentionArguments {
-  policy::Policy policy;  // per KV head selection (IndexScope::kPerKvHead)
+  policy::Policy policy;
   int num_qo_heads = 0;
   float sm_scale = 0.0f;
   int sink_tokens = 0;    // first tokens of a sequence always selected
@@ -80,8 +98,6 @@ class HybridAttention {
   // Checks the policy and the shapes, and lays out the workspace for layers shaped like `layer`.
   static Status plan(const Arguments& args, const LayerArguments& layer, HybridAttention* out) {
     HYLRA_RETURN_IF_ERROR(policy::validate(args.policy));
-    if (args.policy.selection.scope != policy::IndexScope::kPerKvHead)
-      return {StatusCode::kNotSupported, "index lists shared across KV heads need scores pooled across heads"};
     if (args.sink_tokens < 0 || args.recent_tokens < 0)
       return {StatusCode::kInvalidValue, "sink_tokens and recent_tokens must be >= 0"};
     HybridAttention h;
@@ -97,9 +113,14 @@ class HybridAttention {
 
     // Workspace: index lists, scores, top-k row lengths, then the scratch every call shares.
     auto aligned = [](std::size_t bytes) { return (bytes + 255) / 256 * 256; };
+    // With lists shared by all heads, top-k reads the scores' max over the heads (a second buffer).
+    const std::size_t topk_rows = static_cast<std::size_t>(kv.batch_size) * h.lists_.list_heads();
+    const bool pooled = h.lists_.list_heads() == 1 && kv.num_kv_heads > 1;
     h.scores_offset_ = aligned(h.lists_.bytes());
-    h.lengths_offset_ = h.scores_offset_ + aligned(rows * h.score_cols_ * size_of(args.score_dtype));
-    h.scratch_offset_ = h.lengths_offset_ + aligned(rows * sizeof(std::int32_t));
+    h.pooled_offset_ = h.scores_offset_ + aligned(rows * h.score_cols_ * size_of(args.score_dtype));
+    h.lengths_offset_ = h.pooled_offset_ + (pooled ? aligned(topk_rows * h.score_cols_ * size_of(args.score_dtype)) : 0);
+    if (!pooled) h.pooled_offset_ = h.scores_offset_;
+    h.scratch_offset_ = h.lengths_offset_ + aligned(topk_rows * sizeof(std::int32_t));
     // Scratch sizes depend on shapes only: query them with placeholder addresses.
     unsigned char* const fake = reinterpret_cast<unsigned char*>(std::uintptr_t{256});
     std::size_t scratch = 0, need = 0;
@@ -166,18 +187,26 @@ class HybridAttention {
       HYLRA_RETURN_IF_ERROR((DenseScores<T, kHeadDim>::run(scoring, stream)));
     }
     if (policy::is_producer(kind)) {
+      constexpr int kThreads = detail::kRuntimeKernelThreads;
       std::int32_t* const lengths = reinterpret_cast<std::int32_t*>(base + lengths_offset_);
-      const int rows = la.kv.batch_size * la.kv.num_kv_heads;
-      constexpr int kThreads = 256;
-      detail::score_row_lengths_kernel<kThreads><<<(rows + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-          la.kv.seq_lens, la.kv.batch_size, la.kv.num_kv_heads, la.kv.max_seq_len(), args_.policy.selection.block_size,
+      const int rows = la.kv.batch_size * lists_.list_heads();
+      detail::row_lengths_kernel<kThreads><<<(rows + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+          la.kv.seq_lens, la.kv.batch_size, lists_.list_heads(), la.kv.max_seq_len(), args_.policy.selection.block_size,
           lengths);
       HYLRA_RETURN_IF_ERROR(check_launch());
       MutableIndexList written;
       HYLRA_RETURN_IF_ERROR(lists_.writer(layer, lists, &written));
       HYLRA_RETURN_IF_ERROR(dispatch_dtype(args_.score_dtype, [&](auto tag) {
         using ScoreT = typename decltype(tag)::type;
-        return BatchedTopK<ScoreT>::run(topk_args<ScoreT>(base + scores_offset_, lengths, written.indices), scratch,
+        if (pooled_offset_ != scores_offset_) {
+          const int blocks = static_cast<int>((static_cast<std::int64_t>(la.kv.batch_size) * score_cols_ + kThreads - 1) /
+                                              kThreads);
+          detail::max_over_heads_kernel<ScoreT, kThreads><<<blocks < 1024 ? blocks : 1024, kThreads, 0, stream>>>(
+              reinterpret_cast<const ScoreT*>(base + scores_offset_), la.kv.batch_size, la.kv.num_kv_heads, score_cols_,
+              reinterpret_cast<ScoreT*>(base + pooled_offset_));
+          HYLRA_RETURN_IF_ERROR(check_launch());
+        }
+        return BatchedTopK<ScoreT>::run(topk_args<ScoreT>(base + pooled_offset_, lengths, written.indices), scratch,
                                         scratch_bytes, stream);
       }));
     }
@@ -218,7 +247,8 @@ class HybridAttention {
     return g;
   }
 
-  // One top-k row per (sequence, KV head) of the score buffer; forced tokens in whole entries.
+  // One top-k row per (sequence, KV head), or per sequence for shared lists; forced tokens in
+  // whole entries.
   template <typename ScoreT>
   BatchedTopKArguments<ScoreT> topk_args(unsigned char* scores, const std::int32_t* lengths,
                                          std::int32_t* indices) const {
@@ -226,7 +256,7 @@ class HybridAttention {
     BatchedTopKArguments<ScoreT> t;
     t.scores = reinterpret_cast<const ScoreT*>(scores);
     t.row_stride = score_cols_;
-    t.num_rows = shape_.batch_size * shape_.num_kv_heads;
+    t.num_rows = shape_.batch_size * lists_.list_heads();
     t.num_cols = score_cols_;
     t.lengths = lengths;
     t.k = args_.policy.selection.k;
@@ -241,7 +271,8 @@ class HybridAttention {
   PagedKvCache<const T> shape_;
   IndexBuffer lists_;
   int score_cols_ = 0;
-  std::size_t scores_offset_ = 0, lengths_offset_ = 0, scratch_offset_ = 0, workspace_bytes_ = 0;
+  // Workspace offsets; pooled_offset_ == scores_offset_ when top-k reads the per-head scores.
+  std::size_t scores_offset_ = 0, pooled_offset_ = 0, lengths_offset_ = 0, scratch_offset_ = 0, workspace_bytes_ = 0;
 };
 
 HYLRA_NAMESPACE_END

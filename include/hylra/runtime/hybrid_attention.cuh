@@ -7,10 +7,11 @@
 //   Reuse(src)   GatherDecode over the list layer src wrote earlier in this step.
 // Scores are the max over each GQA group of the logits (scores.hpp), per token or per block of
 // selection.block_size tokens, and for lists shared by all KV heads (IndexScope::kSharedAcrossHeads)
-// the max of those over the heads; the first `sink_tokens` and last `recent_tokens` tokens of every
-// sequence are always selected and count inside k (at block granularity: the blocks holding the
-// sinks, and one block more than r / B rounded up at the end, since the last block may be partial). The index lists live in an IndexBuffer inside
-// the workspace, so every step uses the same addresses and a captured CUDA graph replays a step.
+// the max of those over the heads. The first `sink_tokens` and last `recent_tokens` tokens of every
+// sequence are always selected and count inside k; at block granularity that is the blocks holding
+// the sinks, and one block more than recent_tokens / B rounded up at the end, since the last block
+// may be partial. The index lists live in an IndexBuffer inside the workspace, so every step uses
+// the same addresses and a captured CUDA graph replays a step.
 //
 //   HybridAttention<bf16, 128> attention;
 //   HYLRA_RETURN_IF_ERROR(HybridAttention<bf16, 128>::plan(args, any_layer, &attention));
@@ -111,15 +112,16 @@ class HybridAttention {
     h.score_cols_ = (kv.max_seq_len() + block - 1) / block;
     const std::size_t rows = static_cast<std::size_t>(kv.batch_size) * kv.num_kv_heads;
 
-    // Workspace: index lists, scores, top-k row lengths, then the scratch every call shares.
+    // Workspace: index lists, scores, their max over the heads when lists are shared by all heads,
+    // top-k row lengths, then the scratch every call shares.
     auto aligned = [](std::size_t bytes) { return (bytes + 255) / 256 * 256; };
-    // With lists shared by all heads, top-k reads the scores' max over the heads (a second buffer).
     const std::size_t topk_rows = static_cast<std::size_t>(kv.batch_size) * h.lists_.list_heads();
     const bool pooled = h.lists_.list_heads() == 1 && kv.num_kv_heads > 1;
+    const std::size_t score_bytes = aligned(rows * h.score_cols_ * size_of(args.score_dtype));
+    const std::size_t pooled_bytes = pooled ? aligned(topk_rows * h.score_cols_ * size_of(args.score_dtype)) : 0;
     h.scores_offset_ = aligned(h.lists_.bytes());
-    h.pooled_offset_ = h.scores_offset_ + aligned(rows * h.score_cols_ * size_of(args.score_dtype));
-    h.lengths_offset_ = h.pooled_offset_ + (pooled ? aligned(topk_rows * h.score_cols_ * size_of(args.score_dtype)) : 0);
-    if (!pooled) h.pooled_offset_ = h.scores_offset_;
+    h.pooled_offset_ = pooled ? h.scores_offset_ + score_bytes : h.scores_offset_;
+    h.lengths_offset_ = h.scores_offset_ + score_bytes + pooled_bytes;
     h.scratch_offset_ = h.lengths_offset_ + aligned(topk_rows * sizeof(std::int32_t));
     // Scratch sizes depend on shapes only: query them with placeholder addresses.
     unsigned char* const fake = reinterpret_cast<unsigned char*>(std::uintptr_t{256});
@@ -128,12 +130,13 @@ class HybridAttention {
     scratch = need > scratch ? need : scratch;
     HYLRA_RETURN_IF_ERROR((GatherDecode<T, kHeadDim>::workspace_size(
         h.gather_args(layer, IndexList{reinterpret_cast<const std::int32_t*>(fake), nullptr, kv.batch_size,
-                                       kv.num_kv_heads, args.policy.selection.k, block}),
+                                       h.lists_.list_heads(), args.policy.selection.k, block}),
         &need)));
     scratch = need > scratch ? need : scratch;
     HYLRA_RETURN_IF_ERROR(dispatch_dtype(args.score_dtype, [&](auto tag) {
       using ScoreT = typename decltype(tag)::type;
-      const auto topk = h.topk_args<ScoreT>(fake, reinterpret_cast<std::int32_t*>(fake), reinterpret_cast<std::int32_t*>(fake));
+      auto* const ids = reinterpret_cast<std::int32_t*>(fake);
+      const auto topk = h.topk_args<ScoreT>(fake, ids, ids);
       HYLRA_RETURN_IF_ERROR(BatchedTopK<ScoreT>::can_implement(topk));
       need = BatchedTopK<ScoreT>::workspace_size(topk);
       return Status::success();

@@ -94,13 +94,7 @@ struct ExportRow {
             scores.dtype};
   }
 
-  HYLRA_DEVICE void store(int entry, float value) const {
-    switch (dtype) {
-      case DType::kFloat32: static_cast<float*>(entries)[entry] = value; break;
-      case DType::kBFloat16: static_cast<__nv_bfloat16*>(entries)[entry] = from_float<__nv_bfloat16>(value); break;
-      case DType::kFloat16: static_cast<half*>(entries)[entry] = from_float<half>(value); break;
-    }
-  }
+  HYLRA_DEVICE void store(int entry, float value) const { store_score(entries, entry, dtype, value); }
 
   // The same, asking L2 to keep the line under `policy`.
   HYLRA_DEVICE void store(int entry, float value, std::uint64_t policy) const {

@@ -31,4 +31,14 @@ struct ScoreExport {
   HYLRA_HOST_DEVICE int row_length(int max_seq_len) const { return (max_seq_len + block_size - 1) / block_size; }
 };
 
+// Stores `value` as element `i` of scores held as `dtype`, rounded to nearest: the one rule the
+// kernels and reference::dense_scores share.
+HYLRA_HOST_DEVICE void store_score(void* scores, std::int64_t i, DType dtype, float value) {
+  switch (dtype) {
+    case DType::kFloat32: static_cast<float*>(scores)[i] = value; break;
+    case DType::kBFloat16: static_cast<__nv_bfloat16*>(scores)[i] = from_float<__nv_bfloat16>(value); break;
+    case DType::kFloat16: static_cast<half*>(scores)[i] = from_float<half>(value); break;
+  }
+}
+
 HYLRA_NAMESPACE_END

@@ -176,7 +176,7 @@ inline Status check_score_export(const ScoreExport& scores, int max_seq_len) {
   if (scores.scores == nullptr) return {StatusCode::kNullPointer, "scores.scores"};
   if (scores.block_size != 1 && !(scores.block_size >= 16 && SupportedPageSizes::contains(scores.block_size)))
     return {StatusCode::kNotSupported, "scores.block_size (supported: 1, 16, 32, 64, 128)"};
-  if (scores.dtype != DType::kFloat32 && scores.dtype != DType::kBFloat16 && scores.dtype != DType::kFloat16)
+  if (!is_valid(scores.dtype))
     return {StatusCode::kInvalidValue, "scores.dtype must be kFloat32, kBFloat16 or kFloat16"};
   if (scores.row_stride < scores.row_length(max_seq_len))
     return {StatusCode::kInvalidStride, "scores.row_stride is below the row length"};

@@ -23,6 +23,10 @@ constexpr const char* to_string(DType dtype) {
   return "unknown dtype";
 }
 
+constexpr bool is_valid(DType dtype) {
+  return dtype == DType::kFloat16 || dtype == DType::kBFloat16 || dtype == DType::kFloat32;
+}
+
 HYLRA_HOST_DEVICE constexpr std::size_t size_of(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
 
 template <typename T>

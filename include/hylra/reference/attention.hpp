@@ -141,7 +141,7 @@ Status dense_scores(const T* q, int num_qo_heads, const PagedKvCache<const T>& k
                     const ScoreExport& export_to) {
   if (export_to.scores == nullptr) return {StatusCode::kNullPointer, "scores"};
   HYLRA_RETURN_IF_ERROR(detail::check_decode_args(q, num_qo_heads, kv, export_to.scores));
-  if (export_to.dtype != DType::kFloat32 && export_to.dtype != DType::kBFloat16 && export_to.dtype != DType::kFloat16)
+  if (!is_valid(export_to.dtype))
     return {StatusCode::kInvalidValue, "score dtype"};
   if (export_to.block_size <= 0) return {StatusCode::kInvalidValue, "score block_size must be positive"};
   const int row_length = export_to.row_length(kv.max_seq_len());
@@ -162,15 +162,7 @@ Status dense_scores(const T* q, int num_qo_heads, const PagedKvCache<const T>& k
         }
       }
       const std::int64_t first = (static_cast<std::int64_t>(b) * kv.num_kv_heads + h) * export_to.row_stride;
-      for (int j = 0; j < row_length; ++j) {
-        switch (export_to.dtype) {
-          case DType::kFloat32: static_cast<float*>(export_to.scores)[first + j] = row[j]; break;
-          case DType::kBFloat16:
-            static_cast<__nv_bfloat16*>(export_to.scores)[first + j] = from_float<__nv_bfloat16>(row[j]);
-            break;
-          case DType::kFloat16: static_cast<half*>(export_to.scores)[first + j] = from_float<half>(row[j]); break;
-        }
-      }
+      for (int j = 0; j < row_length; ++j) store_score(export_to.scores, first + j, export_to.dtype, row[j]);
     }
   }
   return Status::success();

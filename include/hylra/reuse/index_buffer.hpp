@@ -47,8 +47,7 @@ class IndexBuffer {
     std::array<int, kMaxLayers> live_until{};  // per slot: the last layer reading its list
     for (int i = 0; i < pol.num_layers; ++i) {
       const policy::LayerPolicy& layer = pol[i];
-      b.producer_[i] = policy::is_producer(layer.kind);
-      b.attends_sparsely_[i] = layer.kind == policy::LayerKind::kSelect || layer.kind == policy::LayerKind::kReuse;
+      b.kind_[i] = layer.kind;
       if (layer.kind == policy::LayerKind::kReuse) {
         b.slot_[i] = b.slot_[layer.source];
         continue;
@@ -80,7 +79,7 @@ class IndexBuffer {
   // The list a producer writes, inside the buffer at `base` (bytes() bytes).
   Status writer(int layer, std::int32_t* base, MutableIndexList* list) const {
     if (base == nullptr) return {StatusCode::kNullPointer, "index buffer base"};
-    if (layer < 0 || layer >= num_layers_ || slot_[layer] < 0 || !producer_[layer])
+    if (layer < 0 || layer >= num_layers_ || !policy::is_producer(kind_[layer]))
       return {StatusCode::kInvalidValue, "the layer writes no index list (not Select or DenseSelect)"};
     *list = MutableIndexList{base + slot_[layer] * list_elements(), nullptr, batch_size_, list_heads_, k_, block_size_};
     return Status::success();
@@ -89,7 +88,8 @@ class IndexBuffer {
   // The list a layer attends over: a Select layer's own, a Reuse layer's source's.
   Status reader(int layer, const std::int32_t* base, IndexList* list) const {
     if (base == nullptr) return {StatusCode::kNullPointer, "index buffer base"};
-    if (layer < 0 || layer >= num_layers_ || slot_[layer] < 0 || !attends_sparsely_[layer])
+    if (layer < 0 || layer >= num_layers_ ||
+        (kind_[layer] != policy::LayerKind::kSelect && kind_[layer] != policy::LayerKind::kReuse))
       return {StatusCode::kInvalidValue, "the layer attends over no index list (not Select or Reuse)"};
     *list = IndexList{base + slot_[layer] * list_elements(), nullptr, batch_size_, list_heads_, k_, block_size_};
     return Status::success();
@@ -99,8 +99,7 @@ class IndexBuffer {
   int num_layers_ = 0, num_slots_ = 0;
   int batch_size_ = 0, list_heads_ = 0, k_ = 0, block_size_ = 1;
   std::array<std::int16_t, kMaxLayers> slot_ = filled(-1);
-  std::array<bool, kMaxLayers> producer_{};
-  std::array<bool, kMaxLayers> attends_sparsely_{};
+  std::array<policy::LayerKind, kMaxLayers> kind_{};
 
   static constexpr std::array<std::int16_t, kMaxLayers> filled(std::int16_t value) {
     std::array<std::int16_t, kMaxLayers> a{};

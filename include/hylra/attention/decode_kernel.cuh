@@ -3,6 +3,7 @@
 //
 // One CTA handles one (chunk of slots, KV head, sequence). A slot is a candidate token: in dense
 // decode slot s is token s; in gather decode slot s is token id * B + s % B of index entry s / B.
+// Dense decode may also take 2 or 4 adjacent KV heads per CTA (PackedDenseSlots).
 // The CTA's warps take tiles of kTileSlots slots (32 in dense decode at head dim <= 128, else 16)
 // in runs (run r goes to warp r % kWarps), stream each tile's K and V rows into their own
 // shared-memory ring with cp.async (zero-filled where a slot is skipped), and compute all query
@@ -38,6 +39,8 @@ struct DecodePolicy {
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
+  // KV heads a dense tile may hold (PackedDenseSlots): each keeps at least an n8 block of slots.
+  static constexpr int kMaxPackedHeads = kGather ? 1 : kTileSlots / 8;
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
   static constexpr int kDenseChunkAlign = 128;
   static constexpr int kDenseMinChunk = 256;
@@ -113,6 +116,7 @@ struct ExportRow {
 struct DenseSlots {
   static constexpr bool kGather = false;
   static constexpr bool kAttend = true;
+  static constexpr int kHeadsPerTile = 1;
   template <typename T>
   HYLRA_DEVICE static int num_slots(const DecodeParams<T>&, int, int, int seq_len) {
     return seq_len;
@@ -128,6 +132,7 @@ struct DenseSlots {
 struct GatheredSlots {
   static constexpr bool kGather = true;
   static constexpr bool kAttend = true;
+  static constexpr int kHeadsPerTile = 1;
   template <typename T>
   HYLRA_DEVICE static int num_slots(const DecodeParams<T>& p, int batch, int kv_head, int) {
     return p.indices.row_length(batch, kv_head) << p.block_shift;
@@ -144,6 +149,18 @@ struct GatheredSlots {
 // The dense slots of DenseScores: K is read and scored, V never.
 struct ScoredSlots : DenseSlots {
   static constexpr bool kAttend = false;
+};
+
+// Dense decode of kHeads adjacent KV heads per CTA: a tile holds the same kTileSlots / kHeads
+// tokens of each head, and the MMA's 16 rows hold 16 / kHeads query rows per head, so the group
+// must be at most that. In an NHD cache one token's rows of those heads are adjacent, so each copy
+// instruction reads kHeads times longer contiguous runs (kHeadDim * 2 bytes per head otherwise).
+// Logits of a row and a slot of different heads are masked out, so S = Q K^T and P V cost what
+// they cost unpacked per byte read. No score export.
+template <int kHeads>
+struct PackedDenseSlots : DenseSlots {
+  static_assert(kHeads == 2 || kHeads == 4, "2 or 4 heads per tile");
+  static constexpr int kHeadsPerTile = kHeads;
 };
 
 template <typename T, int kHeadDim, typename Slots>
@@ -209,19 +226,27 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   float* warp_max = reinterpret_cast<float*>(smem + Smem::kStatsOffset);
   float* warp_sum = warp_max + kWarps * Policy::kMaxGroup;
 
-  const int split = blockIdx.x, kv_head = blockIdx.y, batch = blockIdx.z;
+  // kHeads KV heads per CTA (PackedDenseSlots): tile slot s is token s % kTileTokens of head
+  // kv_head + s / kTileTokens, and MMA row r is query r % kRowsPerHead of head r / kRowsPerHead.
+  constexpr int kHeads = Slots::kHeadsPerTile;
+  constexpr int kTileTokens = kTile / kHeads, kRowsPerHead = Policy::kMaxGroup / kHeads;
+  static_assert(kTileTokens % 8 == 0, "an n8 block of S holds one head's slots");
+  const int split = blockIdx.x, kv_head = blockIdx.y * kHeads, batch = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = p.group;
   const int seq_len = min(max(p.kv.seq_lens[batch], 0), p.kv.max_seq_len());
   const int chunk_start = split * p.chunk_slots;
   const int slot_end = min(Slots::num_slots(p, batch, kv_head, seq_len), chunk_start + p.chunk_slots);
-  const int num_tiles = slot_end > chunk_start ? (slot_end - chunk_start + kTile - 1) / kTile : 0;
+  const int num_tiles = slot_end > chunk_start ? (slot_end - chunk_start + kTileTokens - 1) / kTileTokens : 0;
+  // The CTA's query rows: `group` per head, heads in order. Output row i sits in MMA row mma_row(i).
   const std::int64_t q_row0 = static_cast<std::int64_t>(batch) * p.num_qo_heads + kv_head * group;
+  const int out_rows = kHeads * group;
+  auto mma_row = [&](int i) { return kHeads == 1 ? i : i / group * kRowsPerHead + i % group; };
 
   // Q of the group is loaded first, so that its latency overlaps the address lookups, and stored
-  // to shared memory once the first tiles are requested. Rows past the group repeat row 0: their
-  // logits then never raise a max over the 16 MMA rows (the score export needs no row mask), and
-  // their outputs are not written.
+  // to shared memory once the first tiles are requested. Rows past the group repeat its row 0:
+  // their logits then never raise a max over the 16 MMA rows (the score export needs no row
+  // mask), and their outputs are not written.
   constexpr int kQVecs = Policy::kMaxGroup * kChunksPerRow / Policy::kThreads;
   static_assert(kQVecs * Policy::kThreads == Policy::kMaxGroup * kChunksPerRow);
   Vec<T> q_vecs[kQVecs];
@@ -229,7 +254,9 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   for (int i = 0; i < kQVecs; ++i) {
     const int row = (threadIdx.x + i * Policy::kThreads) / kChunksPerRow;
     const int chunk = (threadIdx.x + i * Policy::kThreads) % kChunksPerRow;
-    q_vecs[i] = Vec<T>::load(p.q + (q_row0 + (row < group ? row : 0)) * kHeadDim + chunk * kVecElems<T>);
+    const int head = row / kRowsPerHead, head_row = row % kRowsPerHead;
+    q_vecs[i] = Vec<T>::load(p.q + (q_row0 + head * group + (head_row < group ? head_row : 0)) * kHeadDim +
+                             chunk * kVecElems<T>);
   }
 
   // The merge kernel (launched as a programmatic dependent) may start its prologue once every
@@ -248,7 +275,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   // logical token of their slot (an index-list read in gather decode), then its physical page (a
   // block-table read), then the copy starts. -1 marks a skipped slot at every step.
   auto token_of = [&](int tile) {
-    const int slot = chunk_start + tile * kTile + lane;
+    const int slot = chunk_start + tile * kTileTokens + lane % kTileTokens;
     return lane < kTile && tile < num_tiles && slot < slot_end ? Slots::token(p, batch, kv_head, slot, seq_len) : -1;
   };
   auto page_of = [&](int pos) { return pos >= 0 ? p.kv.physical_page(batch, pos >> p.page_shift) : -1; };
@@ -263,7 +290,8 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   // Copies the tile whose slots resolved to (pos, page) into stage `stage`, zero-filling skips.
   auto issue = [&](int pos, int page, int stage) {
     const bool ok = pos >= 0 && page >= 0 && page < p.kv.num_pages;
-    const T* row_k = ok ? p.kv.k_data + p.kv.offset(page, pos & ((1 << p.page_shift) - 1), kv_head) : p.kv.k_data;
+    const int head = kv_head + (kHeads == 1 ? 0 : lane / kTileTokens);
+    const T* row_k = ok ? p.kv.k_data + p.kv.offset(page, pos & ((1 << p.page_shift) - 1), head) : p.kv.k_data;
     const std::uint32_t valid = __ballot_sync(0xffffffffu, ok);
     if (lane == 0) my_masks[stage] = valid;
     const std::uint32_t lane_valid = valid >> copy_row;
@@ -292,7 +320,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   const int g = lane / 4, t = lane % 4;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
   float acc[kHeadDim / 8][4] = {};
-  const bool exporting = p.scores.scores != nullptr;
+  const bool exporting = kHeads == 1 && p.scores.scores != nullptr;
   const int score_row_length = exporting ? p.scores.row_length(p.kv.max_seq_len()) : 0;
   const ExportRow score_row =
       exporting ? ExportRow::of(p.scores, static_cast<std::int64_t>(batch) * p.kv.num_kv_heads + kv_head) : ExportRow{};
@@ -322,6 +350,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   }
   __syncthreads();
 
+  const int lane_head_row = g / kRowsPerHead;  // head of MMA row g (row g + 8: add 8 / kRowsPerHead)
   for (int j = 0; tile_of(j) < num_tiles; ++j) {
     const int ahead = j + kStages - 1;
     if (tile_of(ahead) < num_tiles) issue(next_pos, next_page, ahead % kStages);
@@ -358,7 +387,8 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int slot = n * 8 + 2 * t + (e & 1);
-        s[n][e] = (valid >> slot) & 1 ? s[n][e] * p.scale_log2 : -INFINITY;
+        const bool same_head = kHeads == 1 || n * 8 / kTileTokens == lane_head_row + (e >> 1) * (8 / kRowsPerHead);
+        s[n][e] = (valid >> slot) & 1 && same_head ? s[n][e] * p.scale_log2 : -INFINITY;
         tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
       }
 
@@ -495,7 +525,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      if (r == 1 && group <= 8) continue;
+      if (r == 1 && kHeads == 1 && group <= 8) continue;
 #pragma unroll
       for (int n = 0; n < kHeadDim / 8; ++n) {
         float* dst = combine + (warp * Policy::kMaxGroup + g + 8 * r) * kHeadDim + n * 8 + 2 * t;
@@ -508,8 +538,8 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
     // One thread per row turns the warps' statistics into weights (their rescale over the CTA's
     // sum, in place of warp_sum) and the row's LSE (in place of warp 0's max), so that the output
     // loop below is only multiply-adds: no exponential or division per element.
-    if (threadIdx.x < group) {
-      const int row = threadIdx.x;
+    if (threadIdx.x < out_rows) {
+      const int row = mma_row(threadIdx.x);
       float cta_max = -INFINITY;
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) cta_max = fmaxf(cta_max, warp_max[w * Policy::kMaxGroup + row]);
@@ -530,8 +560,8 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
 
     // Four consecutive elements per thread and step: 16-byte shared-memory reads and partial stores.
     constexpr int kQuadsPerRow = kHeadDim / 4;
-    for (int i = threadIdx.x; i < group * kQuadsPerRow; i += Policy::kThreads) {
-      const int row = i / kQuadsPerRow, d = i % kQuadsPerRow * 4;
+    for (int i = threadIdx.x; i < out_rows * kQuadsPerRow; i += Policy::kThreads) {
+      const int out_row = i / kQuadsPerRow, row = mma_row(out_row), d = i % kQuadsPerRow * 4;
       float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) {
@@ -542,7 +572,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
         o[2] += scale * part.z;
         o[3] += scale * part.w;
       }
-      const std::int64_t q_row = q_row0 + row;
+      const std::int64_t q_row = q_row0 + out_row;
       if (p.num_splits == 1) {
         Vec<T, 4> value;
 #pragma unroll

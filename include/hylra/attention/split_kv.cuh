@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "hylra/attention/decode_kernel.cuh"
 #include "hylra/attention/merge.cuh"
@@ -21,6 +22,7 @@ namespace detail {
 struct SplitPlan {
   int num_splits = 1;
   int chunk_slots = 0;
+  int heads_per_cta = 1;  // KV heads per CTA (PackedDenseSlots when above 1)
   std::size_t workspace_bytes = 0;  // partial O then partial LSE, fp32; 0 for one chunk or scores only
 };
 
@@ -61,7 +63,7 @@ Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capac
   int num_sms = 0, per_sm = 0;
   HYLRA_RETURN_IF_ERROR((decode_occupancy<T, kHeadDim, Slots>(&num_sms, &per_sm)));
   const std::int64_t slots = static_cast<std::int64_t>(num_sms) * per_sm;
-  const std::int64_t pairs = static_cast<std::int64_t>(batch) * num_kv_heads;
+  const std::int64_t pairs = static_cast<std::int64_t>(batch) * (num_kv_heads / Slots::kHeadsPerTile);
   const int capacity = slot_capacity > 0 ? slot_capacity : 1;
   const int max_splits = capacity > min_chunk ? (capacity + min_chunk - 1) / min_chunk : 1;
   double best_efficiency = -1.0;
@@ -77,6 +79,7 @@ Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capac
     }
     if (efficiency >= kSplitWaveEfficiency) break;
   }
+  plan->heads_per_cta = Slots::kHeadsPerTile;
   const std::size_t states = static_cast<std::size_t>(batch) * num_qo_heads * plan->num_splits;
   plan->workspace_bytes = plan->num_splits == 1 || !Slots::kAttend ? 0 : states * (kHeadDim + 1) * sizeof(float);
   return Status::success();
@@ -88,6 +91,15 @@ Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capac
 template <typename T, int kHeadDim, typename Slots>
 Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* workspace, std::size_t workspace_bytes,
                      cudaStream_t stream) {
+  if constexpr (std::is_same_v<Slots, DenseSlots>) {  // the plan may pack heads (DenseDecode::plan)
+    constexpr int kMaxHeads = DecodePolicy<kHeadDim, false>::kMaxPackedHeads;
+    if (plan.heads_per_cta == 2)
+      return launch_decode<T, kHeadDim, PackedDenseSlots<2>>(params, plan, workspace, workspace_bytes, stream);
+    if constexpr (kMaxHeads >= 4)
+      if (plan.heads_per_cta == 4)
+        return launch_decode<T, kHeadDim, PackedDenseSlots<4>>(params, plan, workspace, workspace_bytes, stream);
+  }
+  if (plan.heads_per_cta != Slots::kHeadsPerTile) return {StatusCode::kInvalidValue, "split plan of another kernel"};
   if (workspace_bytes < plan.workspace_bytes) return {StatusCode::kWorkspaceTooSmall, "decode workspace"};
   if (plan.workspace_bytes > 0 && (workspace == nullptr || reinterpret_cast<std::uintptr_t>(workspace) % 16 != 0))
     return {StatusCode::kMisaligned, "decode workspace must be 16-byte aligned"};
@@ -98,7 +110,7 @@ Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* worksp
   params.partial_lse = plan.num_splits > 1 ? params.partial_o + states * kHeadDim : nullptr;
 
   constexpr int kSmemBytes = static_cast<int>(DecodeSmemOf<T, kHeadDim, Slots>::kBytes);
-  const dim3 grid(plan.num_splits, params.kv.num_kv_heads, params.kv.batch_size);
+  const dim3 grid(plan.num_splits, params.kv.num_kv_heads / Slots::kHeadsPerTile, params.kv.batch_size);
   decode_kernel<T, kHeadDim, Slots><<<grid, DecodePolicy<kHeadDim, Slots::kGather>::kThreads, kSmemBytes, stream>>>(params);
   HYLRA_RETURN_IF_ERROR(check_launch());
   if (plan.num_splits == 1 || !Slots::kAttend) return Status::success();

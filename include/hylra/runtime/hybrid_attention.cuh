@@ -126,7 +126,12 @@ class HybridAttention {
     // Scratch sizes depend on shapes only: query them with placeholder addresses.
     unsigned char* const fake = reinterpret_cast<unsigned char*>(std::uintptr_t{256});
     std::size_t scratch = 0, need = 0;
-    HYLRA_RETURN_IF_ERROR((DenseDecode<T, kHeadDim>::workspace_size(h.dense_args(layer, fake), &need)));
+    // Dense layers with and without the export: DenseDecode may plan them differently.
+    DenseDecodeArguments<T> dense = h.dense_args(layer, fake);
+    HYLRA_RETURN_IF_ERROR((DenseDecode<T, kHeadDim>::workspace_size(dense, &need)));
+    scratch = need > scratch ? need : scratch;
+    dense.scores = ScoreExport{};
+    HYLRA_RETURN_IF_ERROR((DenseDecode<T, kHeadDim>::workspace_size(dense, &need)));
     scratch = need > scratch ? need : scratch;
     HYLRA_RETURN_IF_ERROR((GatherDecode<T, kHeadDim>::workspace_size(
         h.gather_args(layer, IndexList{reinterpret_cast<const std::int32_t*>(fake), nullptr, kv.batch_size,

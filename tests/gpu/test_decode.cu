@@ -91,69 +91,6 @@ TEST_CASE_TEMPLATE("dense decode matches the reference over head dims, groups, p
   MESSAGE("dense: worst row relative error " << worst);
 }
 
-TEST_CASE_TEMPLATE("dense decode with 1, 2 or 4 KV heads per CTA matches the reference, forced or chosen", T, half,
-                   __nv_bfloat16) {
-  std::mt19937 rng(4321);
-  struct Config {
-    int batch, heads, group, dim, max_len;
-    KvLayout layout;
-    int score_block;  // 0: no export
-    int forced;       // kv_heads_per_cta: 0 lets plan() choose
-    int expected;     // KV heads per CTA in the plan; 0: refused with kNotSupported
-  };
-  // Batch 4 rows of up to 3000 tokens split into chunks (partial states, merged); batch 64 x 300
-  // tokens fills the device with one chunk per row, where plan() packs on its own.
-  const Config configs[] = {
-      {4, 8, 4, 128, 3000, KvLayout::kNHD, 0, 4, 4},   {4, 8, 1, 64, 3000, KvLayout::kNHD, 0, 4, 4},
-      {4, 4, 3, 128, 3000, KvLayout::kNHD, 0, 4, 4},   {4, 6, 8, 128, 3000, KvLayout::kNHD, 0, 2, 2},
-      {4, 4, 5, 64, 3000, KvLayout::kNHD, 0, 2, 2},    {4, 4, 2, 256, 3000, KvLayout::kNHD, 0, 2, 2},
-      {4, 2, 7, 256, 3000, KvLayout::kNHD, 0, 2, 2},   {4, 8, 4, 128, 3000, KvLayout::kNHD, 0, 1, 1},
-      {4, 8, 4, 128, 3000, KvLayout::kNHD, 0, 0, 1},   {64, 8, 4, 128, 300, KvLayout::kNHD, 0, 0, 4},
-      {64, 8, 1, 64, 300, KvLayout::kNHD, 0, 0, 2},    {64, 4, 3, 128, 300, KvLayout::kHND, 0, 0, 1},
-      {64, 8, 4, 128, 300, KvLayout::kNHD, 64, 0, 1},  {4, 8, 9, 128, 3000, KvLayout::kNHD, 0, 2, 0},
-      {4, 6, 3, 128, 3000, KvLayout::kNHD, 0, 4, 0},   {4, 8, 4, 128, 3000, KvLayout::kHND, 0, 2, 0},
-      {4, 8, 4, 128, 3000, KvLayout::kNHD, 64, 2, 0},  {4, 4, 2, 256, 3000, KvLayout::kNHD, 0, 4, 0},
-  };
-  int config = 0;
-  for (const Config& c : configs) {
-    CAPTURE(config++);
-    CAPTURE(c.batch);
-    CAPTURE(c.heads);
-    CAPTURE(c.group);
-    CAPTURE(c.dim);
-    CAPTURE(c.forced);
-    const int page = config % 2 ? 16 : 64;
-    // An empty sequence, one token, a partial page; the rest end within the last page.
-    std::vector<std::int32_t> lens(c.batch, c.max_len - config % 7);
-    lens[0] = 0;
-    lens[1] = 1;
-    lens[2] = 77 + config;
-    PagedCache<T> cache(c.layout, c.batch, c.heads, c.dim, page, c.max_len, lens, rng);
-    DeviceBuffer<T> q(static_cast<std::size_t>(cache.batch) * c.heads * c.group * c.dim), out(q.count);
-    DenseDecodeArguments<T> args;
-    args.q = q.ptr;
-    args.kv = cache.device_view();
-    args.num_qo_heads = c.heads * c.group;
-    args.sm_scale = 0.1f;
-    args.out = out.ptr;
-    args.kv_heads_per_cta = c.forced;
-    DeviceBuffer<unsigned char> scores;
-    if (c.score_block > 0) args.scores = poisoned_scores(cache, c.score_block, DType::kFloat32, &scores);
-    detail::SplitPlan plan;
-    const Status planned = dispatch_head_dim(c.dim, [&](auto dim) {
-      return DenseDecode<T, decltype(dim)::value>::plan(args, &plan);
-    });
-    if (c.expected == 0) {
-      CHECK(planned == StatusCode::kNotSupported);
-      continue;
-    }
-    DECODE_TEST_OK(planned);
-    CHECK(plan.heads_per_cta == c.expected);
-    if (c.batch == 4) CHECK(plan.num_splits > 1);
-    expect_close<T>(check_dense(cache, c.group, rng, c.score_block, nullptr, DType::kFloat32, c.forced));
-  }
-}
-
 TEST_CASE_TEMPLATE("dense decode at 128K tokens with an empty sequence beside it", T, __nv_bfloat16, half) {
   std::mt19937 rng(99);
   PagedCache<T> cache(KvLayout::kNHD, 2, 2, 128, 64, 131072, {131072, 0}, rng);
@@ -303,6 +240,90 @@ TEST_CASE_TEMPLATE("DenseScores writes what DenseDecode exports, without reading
   a.num_qo_heads = 34;
   CHECK(Op::run(a, nullptr) == StatusCode::kNotSupported);
   CHECK(DenseScores<half, 64>::can_implement(good) == StatusCode::kInvalidShape);
+}
+
+// DenseDecode and DenseScores with 1, 2 or 4 adjacent KV heads per CTA (PackedHeads), forced
+// through kv_heads_per_cta or chosen by plan(), and the layouts and exports that refuse it.
+TEST_CASE_TEMPLATE("dense decode and DenseScores with 1, 2 or 4 KV heads per CTA match the reference", T, half,
+                   __nv_bfloat16) {
+  std::mt19937 rng(4321);
+  struct Config {
+    int batch, heads, group, dim, max_len;
+    KvLayout layout;
+    int score_block;  // 0: no export; 1: token scores (DenseScores checked too)
+    int forced;       // kv_heads_per_cta: 0 lets plan() choose
+    int expected;     // KV heads per CTA in the plan; 0: refused with kNotSupported
+  };
+  // Batch 4 rows of up to 3000 tokens split into chunks (partial states, merged); batch 64 x 300
+  // tokens fills the device with one chunk per row, where plan() packs on its own.
+  const Config configs[] = {
+      {4, 8, 4, 128, 3000, KvLayout::kNHD, 0, 4, 4},   {4, 8, 1, 64, 3000, KvLayout::kNHD, 0, 4, 4},
+      {4, 4, 3, 128, 3000, KvLayout::kNHD, 0, 4, 4},   {4, 6, 8, 128, 3000, KvLayout::kNHD, 0, 2, 2},
+      {4, 4, 5, 64, 3000, KvLayout::kNHD, 0, 2, 2},    {4, 4, 2, 256, 3000, KvLayout::kNHD, 0, 2, 2},
+      {4, 2, 7, 256, 3000, KvLayout::kNHD, 0, 2, 2},   {4, 8, 4, 128, 3000, KvLayout::kNHD, 0, 1, 1},
+      {4, 8, 4, 128, 3000, KvLayout::kNHD, 0, 0, 1},   {64, 8, 4, 128, 300, KvLayout::kNHD, 0, 0, 4},
+      {64, 8, 1, 64, 300, KvLayout::kNHD, 0, 0, 2},    {64, 4, 3, 128, 300, KvLayout::kHND, 0, 0, 1},
+      {64, 8, 4, 128, 300, KvLayout::kNHD, 64, 0, 1},  {4, 8, 9, 128, 3000, KvLayout::kNHD, 0, 2, 0},
+      {4, 6, 3, 128, 3000, KvLayout::kNHD, 0, 4, 0},   {4, 8, 4, 128, 3000, KvLayout::kHND, 0, 2, 0},
+      {4, 8, 4, 128, 3000, KvLayout::kNHD, 64, 2, 0},  {4, 4, 2, 256, 3000, KvLayout::kNHD, 0, 4, 0},
+      {4, 8, 4, 128, 3000, KvLayout::kNHD, 1, 4, 4},   {4, 6, 8, 128, 3000, KvLayout::kNHD, 1, 2, 2},
+      {4, 4, 5, 64, 3000, KvLayout::kNHD, 1, 1, 1},    {64, 8, 4, 128, 300, KvLayout::kNHD, 1, 0, 4},
+      {4, 4, 3, 256, 3000, KvLayout::kNHD, 1, 0, 1},
+  };
+  int config = 0;
+  for (const Config& c : configs) {
+    CAPTURE(config++);
+    CAPTURE(c.batch);
+    CAPTURE(c.heads);
+    CAPTURE(c.group);
+    CAPTURE(c.dim);
+    CAPTURE(c.forced);
+    const int page = config % 2 ? 16 : 64;
+    // An empty sequence, one token, a partial page; the rest end within the last page.
+    std::vector<std::int32_t> lens(c.batch, c.max_len - config % 7);
+    lens[0] = 0;
+    lens[1] = 1;
+    lens[2] = 77 + config;
+    PagedCache<T> cache(c.layout, c.batch, c.heads, c.dim, page, c.max_len, lens, rng);
+    DeviceBuffer<T> q(static_cast<std::size_t>(cache.batch) * c.heads * c.group * c.dim), out(q.count);
+    DenseDecodeArguments<T> args;
+    args.q = q.ptr;
+    args.kv = cache.device_view();
+    args.num_qo_heads = c.heads * c.group;
+    args.sm_scale = 0.1f;
+    args.out = out.ptr;
+    args.kv_heads_per_cta = c.forced;
+    DeviceBuffer<unsigned char> scores;
+    if (c.score_block > 0) args.scores = poisoned_scores(cache, c.score_block, DType::kFloat32, &scores);
+    detail::SplitPlan plan;
+    const Status planned = dispatch_head_dim(c.dim, [&](auto dim) {
+      return DenseDecode<T, decltype(dim)::value>::plan(args, &plan);
+    });
+    if (c.expected == 0) {
+      CHECK(planned == StatusCode::kNotSupported);
+      continue;
+    }
+    DECODE_TEST_OK(planned);
+    CHECK(plan.heads_per_cta == c.expected);
+    if (c.batch == 4) CHECK(plan.num_splits > 1);
+    expect_close<T>(check_dense(cache, c.group, rng, c.score_block, nullptr, DType::kFloat32, c.forced));
+    if (c.score_block > 1) continue;
+    // DenseScores over the same cache, bf16 token scores.
+    const int hq = c.heads * c.group;
+    const auto q_host = random_values<T>(static_cast<std::size_t>(cache.batch) * hq * c.dim, rng);
+    DeviceBuffer<T> d_q(q_host);
+    DeviceBuffer<unsigned char> d_scores;
+    auto scoring = scores_args(d_q, cache, hq, 0.3f, 1, DType::kBFloat16, &d_scores);
+    scoring.kv_heads_per_cta = c.forced;
+    detail::SplitPlan scores_plan;
+    DECODE_TEST_OK(dispatch_head_dim(c.dim, [&](auto dim) {
+      return DenseScores<T, decltype(dim)::value>::plan(scoring, &scores_plan);
+    }));
+    if (c.forced > 0) CHECK(scores_plan.heads_per_cta == c.forced);
+    DECODE_TEST_OK(dense_scores(scoring, nullptr));
+    DECODE_TEST_CUDA(cudaDeviceSynchronize());
+    CHECK(score_error(q_host, hq, cache, 0.3f, scoring.scores, d_scores) <= kLseTolerance);
+  }
 }
 
 TEST_CASE("bad block-table entries and lengths are skipped and clamped, as in the reference") {

@@ -234,16 +234,16 @@ TEST_CASE("HybridAttention reports bad arguments") {
 }
 
 TEST_CASE("HybridAttention's workspace covers its Dense layers, which DenseDecode may plan apart from DenseSelect ones") {
-  // Batch 8 x 8 KV heads x 32K: without the export DenseDecode packs four heads per CTA, in more
-  // chunks per row than the exporting (unpacked) plan, so it needs the larger workspace. Plans
-  // only: placeholder addresses, never read.
+  // Batch 8 x 8 KV heads x 32K, blocks of 64: without the export DenseDecode packs four heads per
+  // CTA, in more chunks per row than the exporting plan (block scores are never packed), so it
+  // needs the larger workspace. Plans only: placeholder addresses, never read.
   const auto fake = [](std::uintptr_t at) { return reinterpret_cast<half*>(at); };
   HybridLayerArguments<half> la{fake(256), {}, fake(512), nullptr};
   la.kv = make_paged_kv_cache<const half>(KvLayout::kNHD, fake(1024), fake(2048), 8 * 512, 64, 8, kDim,
                                           reinterpret_cast<const std::int32_t*>(4096), 512,
                                           reinterpret_cast<const std::int32_t*>(8192), 8);
   HybridAttentionArguments<half> args;
-  args.policy = test_policy(2048, 1);
+  args.policy = test_policy(32, 64);
   args.num_qo_heads = 32;
   args.sm_scale = kScale;
   HybridAttention<half, kDim> attention;
@@ -256,6 +256,6 @@ TEST_CASE("HybridAttention's workspace covers its Dense layers, which DenseDecod
   DECODE_TEST_OK(DenseDecode<half, kDim>::workspace_size(dense, &exporting));
   CHECK(plain > exporting);  // the case this test is for
   // The lists, the scores and then the scratch the Dense layers use.
-  const std::size_t scores = std::size_t{8} * 8 * 32768 * size_of(args.score_dtype);
+  const std::size_t scores = std::size_t{8} * 8 * (32768 / 64) * size_of(args.score_dtype);
   CHECK(attention.workspace_bytes() >= attention.index_buffer().bytes() + scores + plain);
 }

@@ -35,8 +35,8 @@ struct DenseDecodeArguments {
   float* lse = nullptr;  // optional
   ScoreExport scores;    // scores.scores == null: no export
   // KV heads per CTA: 0 lets plan() choose; 1, 2 or 4 forces it (for tuning). Above 1 needs a
-  // token's rows of adjacent heads adjacent (NHD pages or a contiguous cache), no score export,
-  // num_kv_heads divisible by it, group * it <= 16, and 4 only at head dims up to 128.
+  // token's rows of adjacent heads adjacent (NHD pages or a contiguous cache), token scores or
+  // none, num_kv_heads divisible by it, group * it <= 16, and 4 only at head dims up to 128.
   int kv_heads_per_cta = 0;
 };
 
@@ -49,14 +49,7 @@ class DenseDecode
   static Status can_implement(const Arguments& args) {
     HYLRA_RETURN_IF_ERROR((detail::check_decode_args<T, kHeadDim>(args.q, args.num_qo_heads, args.kv, args.out, args.sm_scale)));
     if (args.scores.scores != nullptr) HYLRA_RETURN_IF_ERROR(detail::check_score_export(args.scores, args.kv.max_seq_len()));
-    const int heads = args.kv_heads_per_cta;
-    if (heads != 0 && heads != 1 && heads != 2 && heads != 4)
-      return {StatusCode::kInvalidValue, "kv_heads_per_cta must be 0 (chosen by plan), 1, 2 or 4"};
-    if (heads > 1 && !can_pack(args, heads))
-      return {StatusCode::kNotSupported,
-              "kv_heads_per_cta > 1 needs NHD-adjacent heads, no score export, num_kv_heads divisible by it, "
-              "group * it <= 16, and 4 only at head dims up to 128"};
-    return Status::success();
+    return detail::check_kv_heads_per_cta<kHeadDim>(args.kv_heads_per_cta, args.kv, args.num_qo_heads, args.scores);
   }
 
   // How run() splits the rows into chunks and merges them, after can_implement (host values only;
@@ -64,14 +57,22 @@ class DenseDecode
   // come from detail::SplitKvDecode.
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    if constexpr (Policy::kMaxPackedHeads >= 4)
-      if (args.kv_heads_per_cta == 4) return plan_with<detail::PackedDenseSlots<4>>(args, plan);
-    if (args.kv_heads_per_cta == 2) return plan_with<detail::PackedDenseSlots<2>>(args, plan);
-    HYLRA_RETURN_IF_ERROR(plan_with<detail::DenseSlots>(args, plan));
-    if (args.kv_heads_per_cta == 1) return Status::success();
-    bool packed = false;
-    if constexpr (Policy::kMaxPackedHeads >= 4) HYLRA_RETURN_IF_ERROR(pack_heads<4>(args, plan, &packed));
-    if (!packed) HYLRA_RETURN_IF_ERROR(pack_heads<2>(args, plan, &packed));
+    const auto plan_with = [&](int heads, detail::SplitPlan* out) {
+      return detail::plan_dense<T, kHeadDim, detail::DenseSlots>(heads, args.kv, args.num_qo_heads, out);
+    };
+    if (args.kv_heads_per_cta > 0) return plan_with(args.kv_heads_per_cta, plan);
+    HYLRA_RETURN_IF_ERROR(plan_with(1, plan));
+    for (int heads = Policy::kMaxPackedHeads; heads > 1; heads /= 2) {
+      if (!detail::can_pack_heads<kHeadDim>(args.kv, args.num_qo_heads, args.scores, heads)) continue;
+      detail::SplitPlan packed;
+      HYLRA_RETURN_IF_ERROR(plan_with(heads, &packed));
+      const bool small_merge = plan->num_splits > 1 && packed.num_splits <= kMaxPackedSplits &&
+                               packed.chunk_slots >= Policy::kMinPackedChunk;
+      if (packed.num_splits == 1 || small_merge) {
+        *plan = packed;
+        break;
+      }
+    }
     return Status::success();
   }
 
@@ -79,43 +80,12 @@ class DenseDecode
   using Policy = detail::DecodePolicy<kHeadDim, false>;
   friend class detail::SplitKvDecode<DenseDecode, Arguments, T, kHeadDim, detail::DenseSlots>;
 
-  // A packed plan is taken where the merge it adds stays small next to the chunks' work: packing
-  // kHeads KV heads per CTA multiplies the chunks per row by about kHeads. Measured on the H200
-  // (bench/RESULTS.md): 1.3-4 % faster at batch 4-32 with chunks of >= 4096 tokens and at most 8
-  // per row; slower at batch 1 (64 chunks per row, 3.5 % at 32K) and at 8 x 8K (1024-token
-  // chunks, 1.7 %); one chunk per row (no merge at all) is kept one.
+  // plan() packs KV heads (PackedHeads) where that applies and the merge it adds stays small next
+  // to the chunks' work: packing kHeads heads per CTA multiplies the chunks per row by about
+  // kHeads. Measured on the H200 (bench/RESULTS.md): 1.3-4 % faster at batch 4-32 with chunks of
+  // >= Policy::kMinPackedChunk tokens and at most 8 per row; slower at batch 1 (64 chunks per row,
+  // 3.5 % at 32K); one chunk per row (no merge at all) is kept one.
   static constexpr int kMaxPackedSplits = 8;
-  static constexpr int kMinPackedChunk = 4096;
-
-  // Replaces *plan (the unpacked one) by the plan with kHeads KV heads per CTA (PackedDenseSlots)
-  // where that applies (can_pack) and pays (a merge as above).
-  template <int kHeads>
-  static Status pack_heads(const Arguments& args, detail::SplitPlan* plan, bool* packed) {
-    if (!can_pack(args, kHeads)) return Status::success();
-    detail::SplitPlan candidate;
-    HYLRA_RETURN_IF_ERROR(plan_with<detail::PackedDenseSlots<kHeads>>(args, &candidate));
-    const bool small_merge = plan->num_splits > 1 && candidate.num_splits <= kMaxPackedSplits &&
-                             candidate.chunk_slots >= kMinPackedChunk;
-    if (candidate.num_splits == 1 || small_merge) {
-      *plan = candidate;
-      *packed = true;
-    }
-    return Status::success();
-  }
-
-  // A token's rows of the heads adjacent in memory, no export, the heads' query rows in the MMA's 16.
-  static bool can_pack(const Arguments& args, int heads) {
-    const int group = args.num_qo_heads / args.kv.num_kv_heads;
-    return heads <= Policy::kMaxPackedHeads && args.scores.scores == nullptr && args.kv.stride_head == kHeadDim &&
-           args.kv.num_kv_heads % heads == 0 && group * heads <= Policy::kMaxGroup;
-  }
-
-  template <typename Slots>
-  static Status plan_with(const Arguments& args, detail::SplitPlan* plan) {
-    return detail::plan_splits<T, kHeadDim, Slots>(args.kv.batch_size, args.kv.num_kv_heads, args.num_qo_heads,
-                                                   args.kv.max_seq_len(), Policy::kDenseChunkAlign,
-                                                   Policy::kDenseMinChunk, plan);
-  }
 
   static detail::DecodeParams<T> params(const Arguments& args) {
     return detail::with_score_export<kHeadDim>(

@@ -3,7 +3,7 @@
 //
 // One CTA handles one (chunk of slots, KV head, sequence). A slot is a candidate token: in dense
 // decode slot s is token s; in gather decode slot s is token id * B + s % B of index entry s / B.
-// Dense decode may also take 2 or 4 adjacent KV heads per CTA (PackedDenseSlots).
+// Dense decode may also take 2 or 4 adjacent KV heads per CTA (PackedHeads).
 // The CTA's warps take tiles of kTileSlots slots (32 in dense decode at head dim <= 128, else 16)
 // in runs (run r goes to warp r % kWarps), stream each tile's K and V rows into their own
 // shared-memory ring with cp.async (zero-filled where a slot is skipped), and compute all query
@@ -39,8 +39,11 @@ struct DecodePolicy {
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
-  // KV heads a dense tile may hold (PackedDenseSlots): each keeps at least an n8 block of slots.
+  // KV heads a dense tile may hold (PackedHeads): each keeps at least an n8 block of slots. Plans
+  // pack heads only while chunks keep at least kMinPackedChunk tokens: shorter ones measured
+  // slower on the H200 (DenseDecode 8 x 8K at 1024: 1.7 %; DenseScores 1 x 128K at 1024: 0.7 %).
   static constexpr int kMaxPackedHeads = kGather ? 1 : kTileSlots / 8;
+  static constexpr int kMinPackedChunk = 4096;
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
   static constexpr int kDenseChunkAlign = 128;
   static constexpr int kDenseMinChunk = 256;
@@ -151,14 +154,16 @@ struct ScoredSlots : DenseSlots {
   static constexpr bool kAttend = false;
 };
 
-// Dense decode of kHeads adjacent KV heads per CTA: a tile holds the same kTileSlots / kHeads
-// tokens of each head, and the MMA's 16 rows hold 16 / kHeads query rows per head, so the group
-// must be at most that. In an NHD cache one token's rows of those heads are adjacent, so each copy
-// instruction reads kHeads times longer contiguous runs (kHeadDim * 2 bytes per head otherwise).
-// Logits of a row and a slot of different heads are masked out, so S = Q K^T and P V cost what
-// they cost unpacked per byte read. No score export.
-template <int kHeads>
-struct PackedDenseSlots : DenseSlots {
+// Dense slots (Base: DenseSlots or ScoredSlots) of kHeads adjacent KV heads per CTA: a tile holds
+// the same kTileSlots / kHeads tokens of each head, and the MMA's 16 rows hold 16 / kHeads query
+// rows per head, so the group must be at most that. In an NHD cache one token's rows of those
+// heads are adjacent, so each copy instruction reads kHeads times longer contiguous runs
+// (kHeadDim * 2 bytes per head otherwise). Logits of a row and a slot of different heads are
+// masked out, so S = Q K^T and P V cost what they cost unpacked per byte read. Token scores only
+// (a score block would span tiles of several heads).
+template <typename Base, int kHeads>
+struct PackedHeads : Base {
+  static_assert(!Base::kGather && Base::kHeadsPerTile == 1, "dense slots of one head");
   static_assert(kHeads == 2 || kHeads == 4, "2 or 4 heads per tile");
   static constexpr int kHeadsPerTile = kHeads;
 };
@@ -226,7 +231,7 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   float* warp_max = reinterpret_cast<float*>(smem + Smem::kStatsOffset);
   float* warp_sum = warp_max + kWarps * Policy::kMaxGroup;
 
-  // kHeads KV heads per CTA (PackedDenseSlots): tile slot s is token s % kTileTokens of head
+  // kHeads KV heads per CTA (PackedHeads): tile slot s is token s % kTileTokens of head
   // kv_head + s / kTileTokens, and MMA row r is query r % kRowsPerHead of head r / kRowsPerHead.
   constexpr int kHeads = Slots::kHeadsPerTile;
   constexpr int kTileTokens = kTile / kHeads, kRowsPerHead = Policy::kMaxGroup / kHeads;
@@ -320,10 +325,10 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   const int g = lane / 4, t = lane % 4;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
   float acc[kHeadDim / 8][4] = {};
-  const bool exporting = kHeads == 1 && p.scores.scores != nullptr;
+  const bool exporting = p.scores.scores != nullptr;
   const int score_row_length = exporting ? p.scores.row_length(p.kv.max_seq_len()) : 0;
-  const ExportRow score_row =
-      exporting ? ExportRow::of(p.scores, static_cast<std::int64_t>(batch) * p.kv.num_kv_heads + kv_head) : ExportRow{};
+  const std::int64_t score_row0 = static_cast<std::int64_t>(batch) * p.kv.num_kv_heads + kv_head;
+  const ExportRow score_row = exporting ? ExportRow::of(p.scores, score_row0) : ExportRow{};
   float block_score = -INFINITY;
 
   // Prologue: each lookup step for all the tiles the ring takes first (and the next two
@@ -398,19 +403,24 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
       float x[2 * kNBlocks];
 #pragma unroll
       for (int v = 0; v < 2 * kNBlocks; ++v) x[v] = fmaxf(s[v >> 1][v & 1], s[v >> 1][2 + (v & 1)]);
-      const int tile_pos = chunk_start + tile_of(j) * kTile;
+      const int tile_pos = chunk_start + tile_of(j) * kTileTokens;
       if (p.scores.block_size == 1) {
         // Reduce-scatter over the 8 lanes of equal t: 7 shuffles for 32 slots (3 for 16, where
-        // lane bit 2 only duplicates), one coalesced store per tile.
+        // lane bit 2 only duplicates), one coalesced store per tile (per head when packed: the
+        // other heads' logits are -inf in each slot's column).
         int v = 0;
         const float z = reduce_scatter_group_max(x, lane, &v);
-        const int pos = tile_pos + 8 * (v >> 1) + 2 * t + (v & 1);
+        const int slot = 8 * (v >> 1) + 2 * t + (v & 1);
+        const int pos = tile_pos + slot % kTileTokens;
         if ((kTile == 32 || (lane & 4) == 0) && pos < score_row_length) {
           // Evict-last: the top-k that reads the scores next finds them in L2, and their
           // write-back (~1.7 us per MB inside this kernel) leaves the K/V stream. It pays while
           // they fit beside the stream (8 MB: export 1.05x -> 1.03x), not at 33 MB.
-          score_row.store(pos, z * kLn2, l2_evict_last_policy());
+          const ExportRow row = kHeads == 1 ? score_row : ExportRow::of(p.scores, score_row0 + slot / kTileTokens);
+          row.store(pos, z * kLn2, l2_evict_last_policy());
         }
+      } else if constexpr (kHeads > 1) {
+        // Never taken: heads are packed for token scores only (can_pack_heads, split_kv.cuh).
       } else if (kTile > 16 && p.scores.block_size < kTile) {
         // Two 16-slot blocks per tile: lane bit 4 picks the block, then a butterfly over the rest.
         float lo = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
@@ -501,11 +511,14 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
 
   // Score entries this CTA owns but no tile covered (past the sequence end): -inf.
   if (exporting) {
-    const int covered_end = chunk_start + num_tiles * kTile;
+    const int covered_end = chunk_start + num_tiles * kTileTokens;
     const int bs = p.scores.block_size;
     const int first = (covered_end + bs - 1) / bs;
     const int last = min(score_row_length, (chunk_start + p.chunk_slots + bs - 1) / bs);
-    for (int e = first + threadIdx.x; e < last; e += Policy::kThreads) score_row.store(e, -INFINITY);
+    for (int h = 0; h < kHeads; ++h) {
+      const ExportRow row = ExportRow::of(p.scores, score_row0 + h);
+      for (int e = first + threadIdx.x; e < last; e += Policy::kThreads) row.store(e, -INFINITY);
+    }
   }
   if constexpr (Slots::kAttend) {  // scores only: nothing to combine or write
     // Combine the warps: per-row statistics first, then the unnormalized accumulators of the

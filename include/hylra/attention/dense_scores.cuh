@@ -27,6 +27,7 @@ struct DenseScoresArguments {
   int num_qo_heads = 0;
   float sm_scale = 0.0f;
   ScoreExport scores;  // required
+  int kv_heads_per_cta = 0;  // as DenseDecodeArguments::kv_heads_per_cta
 };
 
 template <typename T, int kHeadDim>
@@ -36,15 +37,25 @@ class DenseScores {
 
   static Status can_implement(const Arguments& args) {
     HYLRA_RETURN_IF_ERROR((detail::check_query_and_cache<T, kHeadDim>(args.q, args.num_qo_heads, args.kv, args.sm_scale)));
-    return detail::check_score_export(args.scores, args.kv.max_seq_len());
+    HYLRA_RETURN_IF_ERROR(detail::check_score_export(args.scores, args.kv.max_seq_len()));
+    return detail::check_kv_heads_per_cta<kHeadDim>(args.kv_heads_per_cta, args.kv, args.num_qo_heads, args.scores);
   }
 
-  // How run() splits the rows into chunks (host values only; for tests and tuning).
+  // How run() splits the rows into chunks (host values only; for tests and tuning). Without a
+  // merge to pay for, as many KV heads per CTA as can_pack_heads allows while chunks keep
+  // Policy::kMinPackedChunk tokens (or one chunk covers a row).
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    return detail::plan_splits<T, kHeadDim, detail::ScoredSlots>(args.kv.batch_size, args.kv.num_kv_heads,
-                                                                 args.num_qo_heads, args.kv.max_seq_len(),
-                                                                 Policy::kDenseChunkAlign, Policy::kDenseMinChunk, plan);
+    const auto plan_with = [&](int heads, detail::SplitPlan* out) {
+      return detail::plan_dense<T, kHeadDim, detail::ScoredSlots>(heads, args.kv, args.num_qo_heads, out);
+    };
+    if (args.kv_heads_per_cta > 0) return plan_with(args.kv_heads_per_cta, plan);
+    for (int heads = Policy::kMaxPackedHeads; heads > 1; heads /= 2) {
+      if (!detail::can_pack_heads<kHeadDim>(args.kv, args.num_qo_heads, args.scores, heads)) continue;
+      HYLRA_RETURN_IF_ERROR(plan_with(heads, plan));
+      if (plan->num_splits == 1 || plan->chunk_slots >= Policy::kMinPackedChunk) return Status::success();
+    }
+    return plan_with(1, plan);
   }
 
   // Graph-capturable: one launch sized from host values, no allocation, no host synchronization.

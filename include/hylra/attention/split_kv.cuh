@@ -22,7 +22,7 @@ namespace detail {
 struct SplitPlan {
   int num_splits = 1;
   int chunk_slots = 0;
-  int heads_per_cta = 1;  // KV heads per CTA (PackedDenseSlots when above 1)
+  int heads_per_cta = 1;  // KV heads per CTA (PackedHeads when above 1)
   std::size_t workspace_bytes = 0;  // partial O then partial LSE, fp32; 0 for one chunk or scores only
 };
 
@@ -85,19 +85,55 @@ Status plan_splits(int batch, int num_kv_heads, int num_qo_heads, int slot_capac
   return Status::success();
 }
 
+// Whether `heads` adjacent KV heads can share a dense decode CTA (PackedHeads): a token's rows of
+// them adjacent in memory (NHD pages, contiguous caches), token scores or none, the heads divide
+// num_kv_heads and their query rows fit the MMA's 16.
+template <int kHeadDim, typename T>
+bool can_pack_heads(const PagedKvCache<const T>& kv, int num_qo_heads, const ScoreExport& scores, int heads) {
+  using Policy = DecodePolicy<kHeadDim, false>;
+  return heads >= 1 && heads <= Policy::kMaxPackedHeads && (heads & (heads - 1)) == 0 &&
+         (heads == 1 || (kv.stride_head == kHeadDim && (scores.scores == nullptr || scores.block_size == 1) &&
+                         kv.num_kv_heads % heads == 0 && num_qo_heads / kv.num_kv_heads * heads <= Policy::kMaxGroup));
+}
+
+// The check of a caller's kv_heads_per_cta (0: chosen by plan()).
+template <int kHeadDim, typename T>
+Status check_kv_heads_per_cta(int heads, const PagedKvCache<const T>& kv, int num_qo_heads, const ScoreExport& scores) {
+  if (heads != 0 && heads != 1 && heads != 2 && heads != 4)
+    return {StatusCode::kInvalidValue, "kv_heads_per_cta must be 0 (chosen by plan), 1, 2 or 4"};
+  if (heads > 1 && !can_pack_heads<kHeadDim>(kv, num_qo_heads, scores, heads))
+    return {StatusCode::kNotSupported,
+            "kv_heads_per_cta > 1 needs adjacent heads (NHD), token scores or none, num_kv_heads divisible by it, "
+            "group * it <= 16, and 4 only at head dims up to 128"};
+  return Status::success();
+}
+
+// The split of dense decode (Base: DenseSlots or ScoredSlots) with `heads` KV heads per CTA.
+template <typename T, int kHeadDim, typename Base>
+Status plan_dense(int heads, const PagedKvCache<const T>& kv, int num_qo_heads, SplitPlan* plan) {
+  using Policy = DecodePolicy<kHeadDim, false>;
+  const auto split = [&](auto slots) {
+    return plan_splits<T, kHeadDim, decltype(slots)>(kv.batch_size, kv.num_kv_heads, num_qo_heads, kv.max_seq_len(),
+                                                     Policy::kDenseChunkAlign, Policy::kDenseMinChunk, plan);
+  };
+  if constexpr (Policy::kMaxPackedHeads >= 4)
+    if (heads == 4) return split(PackedHeads<Base, 4>{});
+  if (heads == 2) return split(PackedHeads<Base, 2>{});
+  return split(Base{});
+}
+
 // Launches the chunks and, when there are several outputs to combine, their merge into
 // params.out / params.lse.
 // Called after plan_splits, whose occupancy query raised the kernel's shared-memory limit.
 template <typename T, int kHeadDim, typename Slots>
 Status launch_decode(DecodeParams<T> params, const SplitPlan& plan, void* workspace, std::size_t workspace_bytes,
                      cudaStream_t stream) {
-  if constexpr (std::is_same_v<Slots, DenseSlots>) {  // the plan may pack heads (DenseDecode::plan)
-    constexpr int kMaxHeads = DecodePolicy<kHeadDim, false>::kMaxPackedHeads;
+  if constexpr (!Slots::kGather && Slots::kHeadsPerTile == 1) {  // the plan may pack heads (plan_dense)
     if (plan.heads_per_cta == 2)
-      return launch_decode<T, kHeadDim, PackedDenseSlots<2>>(params, plan, workspace, workspace_bytes, stream);
-    if constexpr (kMaxHeads >= 4)
+      return launch_decode<T, kHeadDim, PackedHeads<Slots, 2>>(params, plan, workspace, workspace_bytes, stream);
+    if constexpr (DecodePolicy<kHeadDim, false>::kMaxPackedHeads >= 4)
       if (plan.heads_per_cta == 4)
-        return launch_decode<T, kHeadDim, PackedDenseSlots<4>>(params, plan, workspace, workspace_bytes, stream);
+        return launch_decode<T, kHeadDim, PackedHeads<Slots, 4>>(params, plan, workspace, workspace_bytes, stream);
   }
   if (plan.heads_per_cta != Slots::kHeadsPerTile) return {StatusCode::kInvalidValue, "split plan of another kernel"};
   if (workspace_bytes < plan.workspace_bytes) return {StatusCode::kWorkspaceTooSmall, "decode workspace"};

@@ -9,7 +9,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
 #include "hylra/attention/decode_kernel.cuh"
 #include "hylra/attention/merge.cuh"

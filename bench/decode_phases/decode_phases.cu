@@ -134,7 +134,7 @@ void profile(bool gather, int batch, int n) {
     }
   };
 
-  const int ctas = plan.num_splits * kHkv * batch;
+  const int ctas = plan.num_splits * (kHkv / plan.heads_per_cta) * batch;  // plan() may pack KV heads
   const int merge_ctas = batch * kHq;  // the merge grid never exceeds one CTA per query row
   long long *decode_stamps = nullptr, *merge_stamps = nullptr;
   CHECK_CUDA(cudaMalloc(&decode_stamps, sizeof(long long) * kStampsPerCta * ctas));
@@ -220,9 +220,9 @@ void profile(bool gather, int batch, int n) {
     }
   }
 
-  std::printf("\n### %s B=%d N=%d%s: %d CTAs (%d splits x %d heads x %d), %d slots per chunk\n\n",
-              gather ? "gather" : "dense", batch, n, gather ? ", k = 2048 tokens" : "", ctas, plan.num_splits, kHkv,
-              batch, plan.chunk_slots);
+  std::printf("\n### %s B=%d N=%d%s: %d CTAs (%d splits x %d groups of %d KV heads x %d), %d slots per chunk\n\n",
+              gather ? "gather" : "dense", batch, n, gather ? ", k = 2048 tokens" : "", ctas, plan.num_splits,
+              kHkv / plan.heads_per_cta, plan.heads_per_cta, batch, plan.chunk_slots);
   std::printf("event time %.2f us (stamped calls %.2f); on the global timer from the first decode CTA's start: "
               "decode ends %.2f",
               percentile(plain_us, 0.5), percentile(stamped_us, 0.5), percentile(decode_span, 0.5));

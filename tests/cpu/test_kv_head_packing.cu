@@ -1,5 +1,6 @@
 // Which KV-head packings dense decode accepts (detail::can_pack_heads, kv_heads_per_cta in
-// DenseDecode and DenseScores): host code of the decode headers, checked without a GPU. The GPU
+// DenseDecode and DenseScores) and when plan() takes one (detail::packing_pays): host code of the
+// decode headers, checked without a GPU. The GPU
 // side (packed kernels against the reference, plan()'s choice) is in tests/gpu/test_decode.cu.
 #include <doctest/doctest.h>
 
@@ -92,4 +93,28 @@ TEST_CASE("kv_heads_per_cta: DenseDecode and DenseScores accept 0, 1 and what ca
   dense.kv_heads_per_cta = scoring.kv_heads_per_cta = 0;  // plan() then keeps one head per CTA
   CHECK(Decode::can_implement(dense).ok());
   CHECK(Scores::can_implement(scoring).ok());
+}
+
+TEST_CASE("packing_pays: one chunk per row, or chunks of >= 4096 tokens and, where merged, a small merge") {
+  const auto split = [](int splits, int chunk) {
+    detail::SplitPlan plan;
+    plan.num_splits = splits;
+    plan.chunk_slots = chunk;
+    return plan;
+  };
+  using Decode = detail::DenseSlots;   // merges its chunks
+  using Scores = detail::ScoredSlots;  // writes scores only: no merge
+  // The H200 shapes of bench/RESULTS.md (session 9), unpacked split -> packed split.
+  CHECK(detail::packing_pays<Decode>(split(2, 65536), split(8, 16384)));  // 8 x 128K, 4 heads
+  CHECK(detail::packing_pays<Decode>(split(2, 16384), split(8, 4096)));   // 8 x 32K, 4 heads
+  CHECK(detail::packing_pays<Decode>(split(1, 32768), split(1, 32768)));  // 32 x 32K, 2 heads
+  CHECK_FALSE(detail::packing_pays<Decode>(split(1, 8192), split(2, 4096)));    // 32 x 8K, 4 heads: a new merge
+  CHECK_FALSE(detail::packing_pays<Decode>(split(2, 4096), split(8, 1024)));    // 8 x 8K, 4 heads: short chunks
+  CHECK_FALSE(detail::packing_pays<Decode>(split(16, 8192), split(32, 4096)));  // 1 x 128K, 2 heads: 32 chunks
+  CHECK_FALSE(detail::packing_pays<Decode>(split(8, 16384), split(9, 16384)));  // one chunk over the bound
+  // Without a merge only the chunk length counts.
+  CHECK(detail::packing_pays<Scores>(split(1, 131072), split(4, 32768)));
+  CHECK(detail::packing_pays<Scores>(split(16, 8192), split(32, 4096)));
+  CHECK_FALSE(detail::packing_pays<Scores>(split(33, 4096), split(132, 1024)));  // 1 x 128K, 4 heads
+  CHECK(detail::packing_pays<Scores>(split(2, 256), split(1, 300)));
 }

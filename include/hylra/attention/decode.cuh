@@ -57,35 +57,12 @@ class DenseDecode
   // come from detail::SplitKvDecode.
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    const auto plan_with = [&](int heads, detail::SplitPlan* out) {
-      return detail::plan_dense<T, kHeadDim, detail::DenseSlots>(heads, args.kv, args.num_qo_heads, out);
-    };
-    if (args.kv_heads_per_cta > 0) return plan_with(args.kv_heads_per_cta, plan);
-    HYLRA_RETURN_IF_ERROR(plan_with(1, plan));
-    for (int heads = Policy::kMaxPackedHeads; heads > 1; heads /= 2) {
-      if (!detail::can_pack_heads<kHeadDim>(args.kv, args.num_qo_heads, args.scores, heads)) continue;
-      detail::SplitPlan packed;
-      HYLRA_RETURN_IF_ERROR(plan_with(heads, &packed));
-      const bool small_merge = plan->num_splits > 1 && packed.num_splits <= kMaxPackedSplits &&
-                               packed.chunk_slots >= Policy::kMinPackedChunk;
-      if (packed.num_splits == 1 || small_merge) {
-        *plan = packed;
-        break;
-      }
-    }
-    return Status::success();
+    return detail::plan_dense<T, kHeadDim, detail::DenseSlots>(args.kv_heads_per_cta, args.kv, args.num_qo_heads,
+                                                               args.scores, plan);
   }
 
  private:
-  using Policy = detail::DecodePolicy<kHeadDim, false>;
   friend class detail::SplitKvDecode<DenseDecode, Arguments, T, kHeadDim, detail::DenseSlots>;
-
-  // plan() packs KV heads (PackedHeads) where that applies and the merge it adds stays small next
-  // to the chunks' work: packing kHeads heads per CTA multiplies the chunks per row by about
-  // kHeads. Measured on the H200 (bench/RESULTS.md): 1.3-4 % faster at batch 4-32 with chunks of
-  // >= Policy::kMinPackedChunk tokens and at most 8 per row; slower at batch 1 (64 chunks per row,
-  // 3.5 % at 32K); one chunk per row (no merge at all) is kept one.
-  static constexpr int kMaxPackedSplits = 8;
 
   static detail::DecodeParams<T> params(const Arguments& args) {
     return detail::with_score_export<kHeadDim>(

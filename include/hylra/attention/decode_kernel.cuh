@@ -39,11 +39,8 @@ struct DecodePolicy {
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kStages = 3;
   static constexpr int kMaxGroup = 16;   // query heads per KV head: the MMA's M
-  // KV heads a dense tile may hold (PackedHeads): each keeps at least an n8 block of slots. Plans
-  // pack heads only while chunks keep at least kMinPackedChunk tokens: shorter ones measured
-  // slower on the H200 (DenseDecode 8 x 8K at 1024: 1.7 %; DenseScores 1 x 128K at 1024: 0.7 %).
+  // KV heads a dense tile may hold (PackedHeads): each keeps at least an n8 block of slots.
   static constexpr int kMaxPackedHeads = kGather ? 1 : kTileSlots / 8;
-  static constexpr int kMinPackedChunk = 4096;
   // Dense chunks are multiples of the largest score block, so a block never spans two CTAs.
   static constexpr int kDenseChunkAlign = 128;
   static constexpr int kDenseMinChunk = 256;

@@ -41,21 +41,11 @@ class DenseScores {
     return detail::check_kv_heads_per_cta<kHeadDim>(args.kv_heads_per_cta, args.kv, args.num_qo_heads, args.scores);
   }
 
-  // How run() splits the rows into chunks (host values only; for tests and tuning). Without a
-  // merge to pay for, as many KV heads per CTA as can_pack_heads allows while chunks keep
-  // Policy::kMinPackedChunk tokens (or one chunk covers a row).
+  // How run() splits the rows into chunks (host values only; for tests and tuning).
   static Status plan(const Arguments& args, detail::SplitPlan* plan) {
     HYLRA_RETURN_IF_ERROR(can_implement(args));
-    const auto plan_with = [&](int heads, detail::SplitPlan* out) {
-      return detail::plan_dense<T, kHeadDim, detail::ScoredSlots>(heads, args.kv, args.num_qo_heads, out);
-    };
-    if (args.kv_heads_per_cta > 0) return plan_with(args.kv_heads_per_cta, plan);
-    for (int heads = Policy::kMaxPackedHeads; heads > 1; heads /= 2) {
-      if (!detail::can_pack_heads<kHeadDim>(args.kv, args.num_qo_heads, args.scores, heads)) continue;
-      HYLRA_RETURN_IF_ERROR(plan_with(heads, plan));
-      if (plan->num_splits == 1 || plan->chunk_slots >= Policy::kMinPackedChunk) return Status::success();
-    }
-    return plan_with(1, plan);
+    return detail::plan_dense<T, kHeadDim, detail::ScoredSlots>(args.kv_heads_per_cta, args.kv, args.num_qo_heads,
+                                                                args.scores, plan);
   }
 
   // Graph-capturable: one launch sized from host values, no allocation, no host synchronization.
@@ -67,9 +57,6 @@ class DenseScores {
         args.scores);
     return detail::launch_decode<T, kHeadDim, detail::ScoredSlots>(params, split_plan, nullptr, 0, stream);
   }
-
- private:
-  using Policy = detail::DecodePolicy<kHeadDim, false>;
 };
 
 // Runtime head-dim dispatch over {64, 128, 256}.

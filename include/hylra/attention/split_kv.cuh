@@ -107,9 +107,28 @@ Status check_kv_heads_per_cta(int heads, const PagedKvCache<const T>& kv, int nu
   return Status::success();
 }
 
+// Packed chunks shorter than this many tokens measured slower on the H200 (DenseDecode 8 x 8K at
+// 1024: 1.7 %; DenseScores 1 x 128K at 1024: 0.7 %).
+constexpr int kMinPackedChunk = 4096;
+// Packing multiplies the chunks per row by about the heads packed, and their merge grows with
+// them: DenseDecode paid 1.3-4 % at batch 4-32 with at most this many per row and lost 3.5 % at
+// batch 1 x 32K with 64 (bench/RESULTS.md, session 9).
+constexpr int kMaxPackedSplits = 8;
+
+// Whether a packed split of dense decode (Base: DenseSlots or ScoredSlots) is taken over the
+// unpacked one: it keeps one chunk per row, or its chunks keep kMinPackedChunk tokens and, where
+// chunks are merged (Base::kAttend), the unpacked split merged already and the packed one merges
+// at most kMaxPackedSplits.
+template <typename Base>
+bool packing_pays(const SplitPlan& unpacked, const SplitPlan& packed) {
+  if (packed.num_splits == 1) return true;
+  if (packed.chunk_slots < kMinPackedChunk) return false;
+  return !Base::kAttend || (unpacked.num_splits > 1 && packed.num_splits <= kMaxPackedSplits);
+}
+
 // The split of dense decode (Base: DenseSlots or ScoredSlots) with `heads` KV heads per CTA.
 template <typename T, int kHeadDim, typename Base>
-Status plan_dense(int heads, const PagedKvCache<const T>& kv, int num_qo_heads, SplitPlan* plan) {
+Status plan_dense_with(int heads, const PagedKvCache<const T>& kv, int num_qo_heads, SplitPlan* plan) {
   using Policy = DecodePolicy<kHeadDim, false>;
   const auto split = [&](auto slots) {
     return plan_splits<T, kHeadDim, decltype(slots)>(kv.batch_size, kv.num_kv_heads, num_qo_heads, kv.max_seq_len(),
@@ -119,6 +138,25 @@ Status plan_dense(int heads, const PagedKvCache<const T>& kv, int num_qo_heads, 
     if (heads == 4) return split(PackedHeads<Base, 4>{});
   if (heads == 2) return split(PackedHeads<Base, 2>{});
   return split(Base{});
+}
+
+// The split of dense decode: `forced` KV heads per CTA (kv_heads_per_cta), or with 0 the most
+// heads that can_pack_heads allows and packing_pays, else one.
+template <typename T, int kHeadDim, typename Base>
+Status plan_dense(int forced, const PagedKvCache<const T>& kv, int num_qo_heads, const ScoreExport& scores,
+                  SplitPlan* plan) {
+  if (forced > 0) return plan_dense_with<T, kHeadDim, Base>(forced, kv, num_qo_heads, plan);
+  HYLRA_RETURN_IF_ERROR((plan_dense_with<T, kHeadDim, Base>(1, kv, num_qo_heads, plan)));
+  for (int heads = DecodePolicy<kHeadDim, false>::kMaxPackedHeads; heads > 1; heads /= 2) {
+    if (!can_pack_heads<kHeadDim>(kv, num_qo_heads, scores, heads)) continue;
+    SplitPlan packed;
+    HYLRA_RETURN_IF_ERROR((plan_dense_with<T, kHeadDim, Base>(heads, kv, num_qo_heads, &packed)));
+    if (packing_pays<Base>(*plan, packed)) {
+      *plan = packed;
+      break;
+    }
+  }
+  return Status::success();
 }
 
 // Launches the chunks and, when there are several outputs to combine, their merge into

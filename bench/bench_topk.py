@@ -114,7 +114,7 @@ def correlated(rows, n, length, dtype):
 
 def correlated_rows(lib, timer):
     """The sampled method (method = kSampled) against the default (kCluster) on position-correlated
-    rows: time, and rows sent to the exact one-CTA fallback (checked against torch.topk first)."""
+    rows: time, and rows its sample misled, which the cluster method then selects (checked against torch.topk first)."""
     rows, n, k = 64, 131072, 2048
     lib.hylra_topk_fallback_rows.restype = ctypes.c_int
     print()

@@ -129,7 +129,7 @@ __attribute__((visibility("default"))) void hylra_topk_shape(int variant, int dt
 }
 
 // Rows of the last hylra_topk call (same variant, dtype and shape) that the sampled method sent
-// to its exact one-CTA fallback, read from the workspace (synchronizes); -1 when the shape does
+// to the cluster method (its sample misled), read from the workspace (synchronizes); -1 when the shape does
 // not take the sampled method.
 __attribute__((visibility("default"))) int hylra_topk_fallback_rows(int variant, int dtype, int rows, int cols, int k) {
   int fallbacks = -1;
@@ -146,7 +146,7 @@ __attribute__((visibility("default"))) int hylra_topk_fallback_rows(int variant,
     cudaMemcpy(thresholds.data(), w.thresholds, sizeof(thresholds[0]) * thresholds.size(), cudaMemcpyDeviceToHost);
     fallbacks = 0;
     for (int r = 0; r < rows; ++r)  // the select kernel's test
-      fallbacks += counts[r] > Policy::kSampledCapacity || (counts[r] < k && thresholds[r] != 1) ? 1 : 0;
+      fallbacks += hylra::detail::sample_misled(counts[r], thresholds[r] == 1, k, Policy::kSampledCapacity) ? 1 : 0;
   });
   return fallbacks;
 }

@@ -422,7 +422,7 @@ struct SmallSamplePolicy : SampledPolicy {
 };
 
 // ... with a threshold set 3 standard deviations too high: most rows of normal scores get fewer
-// than k candidates and take the exact one-CTA fallback.
+// than k candidates and are selected again by the cluster method (misled_rows_kernel).
 struct MisjudgedSamplePolicy : SampledPolicy {
   static constexpr float kSampleSigmas = -3.0f;
 };
@@ -460,6 +460,22 @@ TEST_CASE_TEMPLATE("BatchedTopK sampled method: small samples and tiles, fallbac
       misjudged.sorted = k == 64;
       check_case<T, MisjudgedSamplePolicy>(misjudged, rng);
     }
+  // More misled rows than one wave of misled_rows_kernel's clusters, among rows it leaves alone.
+  Case many{300, 40000, 64};
+  many.vary_lengths = false;
+  const std::vector<T> scores = make_scores<T>(static_cast<std::size_t>(many.rows) * many.cols, Pattern::kNormal, rng);
+  TopKOutput<T> out = check_scores<T, MisjudgedSamplePolicy>(many, scores, rng);
+  typename BatchedTopK<T, MisjudgedSamplePolicy>::Arguments args;
+  args.num_rows = many.rows;
+  args.num_cols = many.cols;
+  const detail::SampledPlan<T, MisjudgedSamplePolicy> plan(args);
+  const auto workspace = detail::SampledWorkspace<T>::in(out.workspace.data(), many.rows,
+                                                         plan.tiles_per_row, MisjudgedSamplePolicy::kSampledCapacity);
+  int misled = 0;
+  for (int r = 0; r < many.rows; ++r)
+    misled += detail::sample_misled(workspace.counts[r], workspace.thresholds[r] == 1, many.k,
+                                    MisjudgedSamplePolicy::kSampledCapacity);
+  CHECK(misled > MisjudgedSamplePolicy::kCtasPerSm * 132);  // more than one wave of clusters of one CTA
 }
 
 // Which path each row took, read from the workspace's per-row candidate counts: rows of random

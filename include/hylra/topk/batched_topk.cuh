@@ -15,7 +15,7 @@
 //   those; needs workspace_size(args) bytes. For launches of many long rows of scores without
 //   structure along the row, where the cluster method needs several waves of clusters: 1.3-1.8x
 //   faster there on H200. Rows the sample misjudges (scores correlated along the row, sorted
-//   runs, many ties) fall back to an exact one-CTA selection, which is slow.
+//   runs, many ties) are then selected again by the cluster method: the launch costs both.
 // Both select the same set, each in its own deterministic order.
 #pragma once
 
@@ -236,53 +236,65 @@ class BatchedTopK {
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaLaunchKernelEx(&config, filter, args, w, plan.tiles_per_row)));
 
     // A programmatic dependent of the filter kernel: launched while its last wave runs.
-    constexpr int kVec = kVecElems<ScoreT>;
     constexpr int smem_bytes = detail::SampledPlan<ScoreT, Policy>::select_smem_bytes();
     const auto select = detail::select_candidates_kernel<ScoreT, Policy>;
     HYLRA_RETURN_IF_ERROR(set_dynamic_smem(select, smem_bytes));
-    const int row_segment = (args.num_cols + kVec - 1) / kVec * kVec;  // the fallback's one segment
     config.gridDim = dim3(static_cast<unsigned>(args.num_rows));
     config.blockDim = dim3(Policy::kThreads);
     config.dynamicSmemBytes = static_cast<std::size_t>(smem_bytes);
-    return cuda_status(cudaLaunchKernelEx(&config, select, args, w, plan.tiles_per_row, row_segment));
+    HYLRA_RETURN_IF_ERROR(cuda_status(cudaLaunchKernelEx(&config, select, args, w, plan.tiles_per_row)));
+
+    // The rows whose sample misled, by the cluster method: a programmatic dependent of the select kernel.
+    return launch_cluster(args, stream, &w);
   }
 
-  static Status launch_cluster(const Arguments& args, cudaStream_t stream) {
+  // The cluster method over every row; or, given the sampled method's workspace, over the rows its
+  // sample misled, as a programmatic dependent of its select kernel.
+  static Status launch_cluster(const Arguments& args, cudaStream_t stream,
+                               const detail::SampledWorkspace<ScoreT>* misled = nullptr) {
     int device = 0, num_sms = 0;
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaGetDevice(&device)));
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device)));
     const detail::TopKLaunchShape shape = detail::topk_launch_shape<ScoreT, Policy>(args.num_rows, args.num_cols, num_sms);
     const bool vectorized = detail::rows_vectorized(args);
     return shape.segment <= Policy::kSmallSegmentKeys
-               ? launch_cluster_kernel<detail::SmallSegmentPolicy<Policy>>(args, shape, vectorized, stream)
-               : launch_cluster_kernel<Policy>(args, shape, vectorized, stream);
+               ? launch_cluster_kernel<detail::SmallSegmentPolicy<Policy>>(args, shape, vectorized, misled, stream)
+               : launch_cluster_kernel<Policy>(args, shape, vectorized, misled, stream);
   }
 
   template <typename KernelPolicy>
   static Status launch_cluster_kernel(const Arguments& args, const detail::TopKLaunchShape& shape, bool vectorized,
-                                      cudaStream_t stream) {
+                                      const detail::SampledWorkspace<ScoreT>* misled, cudaStream_t stream) {
     const int smem_bytes =
         static_cast<int>(sizeof(detail::TopKExchange<ScoreT, KernelPolicy>)) +
         (shape.cached ? shape.segment * static_cast<int>(sizeof(typename RadixKey<ScoreT>::Bits)) : 0);
-    const auto kernel = detail::cluster_select_kernel<ScoreT, KernelPolicy>;
-    // Raised on every call: the histograms alone pass the 48 KB a kernel gets without asking.
-    HYLRA_RETURN_IF_ERROR(
-        cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes)));
-    if (KernelPolicy::kMaxClusterSize > 8)
-      HYLRA_RETURN_IF_ERROR(cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
-    cudaLaunchAttribute attribute;
-    attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = static_cast<unsigned>(shape.cluster_size);
-    attribute.val.clusterDim.y = 1;
-    attribute.val.clusterDim.z = 1;
+    cudaLaunchAttribute attributes[2];
+    attributes[0].id = cudaLaunchAttributeClusterDimension;
+    attributes[0].val.clusterDim.x = static_cast<unsigned>(shape.cluster_size);
+    attributes[0].val.clusterDim.y = 1;
+    attributes[0].val.clusterDim.z = 1;
+    attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[1].val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(static_cast<unsigned>(args.num_rows * shape.cluster_size));
     config.blockDim = dim3(KernelPolicy::kThreads);
     config.dynamicSmemBytes = static_cast<std::size_t>(smem_bytes);
     config.stream = stream;
-    config.attrs = &attribute;
-    config.numAttrs = 1;
-    return cuda_status(cudaLaunchKernelEx(&config, kernel, args, shape.segment, shape.cached, vectorized));
+    config.attrs = attributes;
+    config.numAttrs = misled ? 2 : 1;
+    const auto launch = [&](auto kernel, auto... kernel_args) {
+      // Raised on every call: the histograms alone pass the 48 KB a kernel gets without asking.
+      HYLRA_RETURN_IF_ERROR(
+          cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes)));
+      if (KernelPolicy::kMaxClusterSize > 8)
+        HYLRA_RETURN_IF_ERROR(
+            cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
+      return cuda_status(cudaLaunchKernelEx(&config, kernel, kernel_args...));
+    };
+    return misled ? launch(detail::misled_rows_kernel<ScoreT, KernelPolicy>, args, *misled, shape.segment, shape.cached,
+                           vectorized)
+                  : launch(detail::cluster_select_kernel<ScoreT, KernelPolicy>, args, shape.segment, shape.cached,
+                           vectorized);
   }
 };
 

@@ -21,7 +21,7 @@
 // the call is CUDA-graph capturable.
 //
 // select_row_in_cluster is also the exact fallback of the sampled method (sampled_select.cuh),
-// which calls it in a single CTA (a cluster of one) over a whole row.
+// whose misled_rows_kernel calls it for the rows its sample misled.
 #pragma once
 
 #include <cooperative_groups.h>

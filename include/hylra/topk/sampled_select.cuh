@@ -1,6 +1,6 @@
 // Sampled-threshold selection: BatchedTopK's method for many long rows of scores without structure
-// along the row, on request (TopKMethod::kSampled; batched_topk.cuh has the contract). Three
-// kernels and a workspace, and no cluster barriers:
+// along the row, on request (TopKMethod::kSampled; batched_topk.cuh has the contract). Four
+// kernels and a workspace; cluster barriers only for rows the sample misled:
 // 1. sample_threshold_kernel, one CTA per row: reads kSampleKeys scores (128-byte runs spread
 //    evenly over the row, or the whole row when it is no longer) and, with two radix passes over
 //    them, takes about the sample's key of rank sample_threshold_rank as the row's threshold t:
@@ -13,16 +13,18 @@
 //    list, in position order within the tile, at a range reserved with one global atomic per CTA.
 // 3. select_candidates_kernel, one CTA per row, launched while the filter's last wave runs:
 //    reads the candidates back in tile order (so in position order) and selects k of them with
-//    BlockTopK, ties to the lower position; or takes
-//    them all when t admits every valid key and there are at most k. A row whose candidate count
-//    fell outside [k, capacity] (the sample misled: scores sorted along the row, or many equal)
-//    is selected instead by select_row_in_cluster in this one CTA over the whole row: exact, and
-//    slow (one SM re-reads the row several times).
+//    BlockTopK, ties to the lower position; or takes them all when t admits every valid key and
+//    there are at most k.
+// 4. misled_rows_kernel, one cluster per row, launched while the select kernel runs: a row whose
+//    candidate count fell outside [k, capacity] (the sample misled: scores correlated or sorted
+//    along the row, many equal) is selected by the cluster method (select_row_in_cluster) over
+//    the whole row; the other rows' clusters exit at once.
 // Per key: one load and one compare, no shared-memory atomics. Global traffic: the row read once,
 // ~1.5 k candidates written and read back. The grid depends on (R, N) only and nothing is
 // allocated or synchronised: the call is CUDA-graph capturable.
 #pragma once
 
+#include <cooperative_groups.h>
 #include <cub/block/block_scan.cuh>
 #include <cuda_runtime_api.h>
 
@@ -199,18 +201,24 @@ __global__ void __launch_bounds__(Policy::kSampleThreads, Policy::kSampleCtasPer
   }
 }
 
+// Whether the sample misled a row's threshold, from the filter's count of its candidates: fewer
+// than k (unless the threshold admits every valid key) or more than the capacity, past which
+// nothing was written.
+HYLRA_HOST_DEVICE bool sample_misled(int count, bool every_valid, int k, int capacity) {
+  return count > capacity || (count < k && !every_valid);
+}
+
 // The select kernel's BlockTopK: Policy::kSampledCapacity candidates over Policy::kThreads threads.
 template <typename ScoreT, typename Policy>
 using CandidateTopK = BlockTopK<ScoreT, Policy::kThreads, Policy::kSampledCapacity / Policy::kThreads, int,
                                 Policy::kSelectDigitBits>;
 
 // Selects row `row` from its candidates, in a block of Policy::kThreads threads, once every tile
-// of the row has written them: k of them with BlockTopK, or all, or, when their count fell outside
-// [k, capacity], the whole row through select_row_in_cluster.
+// of the row has written them: k of them with BlockTopK, or all; nothing when the sample misled
+// (misled_rows_kernel selects that row).
 template <typename ScoreT, typename Policy>
 HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& args,
-                                         const SampledWorkspace<ScoreT>& workspace, int tiles_per_row, int row_segment,
-                                         int row) {
+                                         const SampledWorkspace<ScoreT>& workspace, int tiles_per_row, int row) {
   constexpr int kThreads = Policy::kThreads;
   constexpr int kCapacity = Policy::kSampledCapacity;
   constexpr int kItems = kCapacity / kThreads;
@@ -219,8 +227,7 @@ HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& arg
   using Bits = typename Key::Bits;
   using TopK = CandidateTopK<ScoreT, Policy>;
   using TileScan = cub::BlockScan<int, kThreads>;
-  // TopK's storage here, the fallback's TopKExchange in select_row_in_cluster.
-  extern __shared__ __align__(16) unsigned char dynamic_smem[];
+  extern __shared__ __align__(16) unsigned char dynamic_smem[];  // TopK's storage
   __shared__ typename TileScan::TempStorage scan_storage;
   __shared__ int tile_start[Policy::kMaxSampledTiles + 1];  // first candidate of each tile, in tile order
   __shared__ int tile_first[Policy::kMaxSampledTiles];      // its slot in the workspace
@@ -229,11 +236,7 @@ HYLRA_DEVICE void select_from_candidates(const BatchedTopKArguments<ScoreT>& arg
   const int tid = static_cast<int>(threadIdx.x);
   const int count = workspace.counts[row];
   const Bits threshold = workspace.thresholds[row];
-  const bool every_valid = threshold == Bits(1);  // every valid key is a candidate
-  if (count > kCapacity || (count < args.k && !every_valid)) {
-    select_row_in_cluster<ScoreT, Policy>(args, row, row_segment, /*cached=*/false, /*vectorized=*/true);
-    return;
-  }
+  if (sample_misled(count, threshold == Bits(1), args.k, kCapacity)) return;
 
   const int2* const tiles = workspace.tiles + static_cast<std::int64_t>(row) * tiles_per_row;
   int running = 0;
@@ -451,11 +454,32 @@ __global__ void __launch_bounds__(Policy::kFilterThreads, Policy::kFilterCtasPer
 template <typename ScoreT, typename Policy>
 __global__ void __launch_bounds__(Policy::kThreads, 1)
     select_candidates_kernel(const BatchedTopKArguments<ScoreT> args, SampledWorkspace<ScoreT> workspace,
-                             int tiles_per_row, int row_segment) {
+                             int tiles_per_row) {
 #if __CUDA_ARCH__ >= 900
+  // misled_rows_kernel may launch now: the filter's CTAs are all running or done, and it waits
+  // for this grid to finish.
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
   asm volatile("griddepcontrol.wait;\n" ::: "memory");  // every tile's candidates written
 #endif
-  select_from_candidates<ScoreT, Policy>(args, workspace, tiles_per_row, row_segment, static_cast<int>(blockIdx.x));
+  select_from_candidates<ScoreT, Policy>(args, workspace, tiles_per_row, static_cast<int>(blockIdx.x));
+}
+
+// One cluster per row of the launch (a grid of host values only), a programmatic dependent of
+// the select kernel: the rows whose sample misled are selected by the cluster method, exactly;
+// the other rows' clusters exit at once. (One wave of clusters looping over the rows measured
+// no faster without such rows and slower with many, bench/RESULTS.md.) Policy may be the
+// small-segment variant of the sampled method's policy; the candidate capacity is the same.
+template <typename ScoreT, typename Policy>
+__global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
+    misled_rows_kernel(const BatchedTopKArguments<ScoreT> args, SampledWorkspace<ScoreT> workspace, int segment,
+                       bool cached, bool vectorized) {
+#if __CUDA_ARCH__ >= 900
+  // The select kernel's end, which came after the filter's: every row's count is final.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+  const int row = static_cast<int>(blockIdx.x / cooperative_groups::this_cluster().num_blocks());
+  if (sample_misled(workspace.counts[row], workspace.thresholds[row] == 1, args.k, Policy::kSampledCapacity))
+    select_row_in_cluster<ScoreT, Policy>(args, row, segment, cached, vectorized);
 }
 
 // The sampled method's launch plan; a function of host values only.
@@ -483,11 +507,9 @@ struct SampledPlan {
     return SampledWorkspace<ScoreT>::bytes(args.num_rows, tiles_per_row, Policy::kSampledCapacity);
   }
 
-  // Dynamic shared memory of select_candidates_kernel: the larger of its two uses.
+  // Dynamic shared memory of select_candidates_kernel.
   static constexpr int select_smem_bytes() {
-    constexpr std::size_t topk = sizeof(typename CandidateTopK<ScoreT, Policy>::TempStorage);
-    constexpr std::size_t exchange = sizeof(TopKExchange<ScoreT, Policy>);
-    return static_cast<int>(topk > exchange ? topk : exchange);
+    return static_cast<int>(sizeof(typename CandidateTopK<ScoreT, Policy>::TempStorage));
   }
 };
 

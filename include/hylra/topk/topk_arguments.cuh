@@ -21,9 +21,10 @@ enum class TopKMethod {
   // A threshold per row from a sample, one compare pass, an exact select among the candidates.
   // Faster for launches of many long rows whose scores have no structure along the row (taken
   // only where the policy's shape rule says it pays, else kCluster); needs a workspace. Rows
-  // whose scores are correlated over tens of positions or more mislead the sample and fall back
-  // to an exact one-CTA selection: on such rows a launch takes 2.5-3x kCluster's time
-  // (bench/RESULTS.md). Attention scores may well be such rows: measure before choosing it.
+  // whose scores are correlated over tens of positions or more may mislead the sample; they are
+  // then selected again by the cluster method, and a launch with such rows takes up to ~1.5x
+  // kCluster's time (bench/RESULTS.md). Attention scores may well be such rows: measure before
+  // choosing it.
   kSampled,
 };
 

@@ -1,8 +1,9 @@
 // Sampled-threshold selection: BatchedTopK's method for many long rows of scores without structure
 // along the row, on request (TopKMethod::kSampled; batched_topk.cuh has the contract). Four
 // kernels and a workspace; cluster barriers only for rows the sample misled:
-// 1. sample_threshold_kernel, one CTA per row: reads kSampleKeys scores (128-byte runs spread
-//    evenly over the row, or the whole row when it is no longer) and, with two radix passes over
+// 1. sample_threshold_kernel, one CTA per row: reads kSampleKeys scores (128-byte runs, one at a
+//    hashed place in each of as many equal strata of the row; or the whole row when it is no
+//    longer) and, with two radix passes over
 //    them, takes about the sample's key of rank sample_threshold_rank as the row's threshold t:
 //    for scores in random order, at least k and at most the candidate capacity of the row's keys
 //    are >= t, except with a probability of a few in a million (kSampleSigmas standard
@@ -101,6 +102,16 @@ struct SampledWorkspace {
   }
 };
 
+// A 32-bit integer hash (lowbias32): where a sample run lies inside its stratum.
+HYLRA_HOST_DEVICE unsigned sample_hash(unsigned x) {
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+
 // Loads group g (kVec positions from g * kVec) of a row of `length` scores: one 16-byte load when
 // the group is whole, else element by element with NaN past the end.
 template <typename ScoreT>
@@ -145,13 +156,20 @@ __global__ void __launch_bounds__(Policy::kSampleThreads, Policy::kSampleCtasPer
   const ScoreT* const row_scores = args.scores + static_cast<std::int64_t>(row) * args.row_stride;
   const bool whole_row = length <= Policy::kSampleKeys;
   const int lines = length / (kRunGroups * kVec);  // >= kRuns when the row is sampled
+  // Run r lies at a hashed line of the r-th of kRuns equal strata of the row's lines. At a fixed
+  // stride the sample aliased with structure of that period along the row (scores interpolated
+  // between points 1024 positions apart misled every bf16 row, bench/RESULTS.md, session 10).
+  const auto run_line = [&](int run) {
+    const int first = static_cast<int>(static_cast<std::int64_t>(run) * lines / kRuns);
+    const int width = static_cast<int>(static_cast<std::int64_t>(run + 1) * lines / kRuns) - first;  // >= 1
+    return first + static_cast<int>(sample_hash(static_cast<unsigned>(row) * kRuns + static_cast<unsigned>(run)) %
+                                    static_cast<unsigned>(width));
+  };
   int groups[kLoads];
 #pragma unroll
   for (int l = 0; l < kLoads; ++l) {
     const int s = l * kThreads + static_cast<int>(threadIdx.x);  // group of the sample
-    groups[l] = whole_row ? s
-                          : static_cast<int>(static_cast<std::int64_t>(s / kRunGroups) * lines / kRuns) * kRunGroups +
-                                s % kRunGroups;
+    groups[l] = whole_row ? s : run_line(s / kRunGroups) * kRunGroups + s % kRunGroups;
   }
   Vec<ScoreT> scores[kLoads];  // every load issued before any is used
   if (whole_row) {

@@ -33,6 +33,7 @@ struct Case {
   int sinks = 0;
   int recent = 0;
   int page_size = 0;  // > 0: translate through a random block table
+  bool graph = false;  // run() captured into a CUDA graph, replayed twice
 };
 
 template <typename T>
@@ -59,6 +60,29 @@ struct TestMethod<Policy, std::void_t<decltype(Policy::kTestMethod)>> {
   static constexpr TopKMethod value = Policy::kTestMethod;
 };
 
+// Captures `enqueue(stream)` (it returns a Status) into a CUDA graph and replays it twice, calling
+// `poison()` before the second replay, so that the caller checks what a replay wrote.
+template <typename Enqueue, typename Poison>
+void replay_captured_twice(Enqueue&& enqueue, Poison&& poison) {
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+  REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  const Status status = enqueue(stream);
+  REQUIRE(cudaStreamEndCapture(stream, &graph) == cudaSuccess);
+  REQUIRE_MESSAGE(status.ok(), to_string(status));
+  REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+  for (int replay = 0; replay < 2; ++replay) {
+    if (replay == 1) poison();
+    REQUIRE(cudaGraphLaunch(exec, stream) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
 // Runs BatchedTopK on `scores` (c.rows rows of stride c.cols + c.stride_pad) and checks every row
 // against the reference; returns the output.
 template <typename T, typename Policy = BatchedTopKPolicy>
@@ -73,6 +97,7 @@ TopKOutput<T> check_scores(const Case& c, const std::vector<T>& scores, std::mt1
   CAPTURE(c.sinks);
   CAPTURE(c.recent);
   CAPTURE(c.page_size);
+  CAPTURE(c.graph);
   const std::int64_t stride = c.cols + c.stride_pad;
   REQUIRE(scores.size() == static_cast<std::size_t>(c.rows) * stride);
   std::vector<std::int32_t> lengths(c.rows, c.cols);
@@ -128,9 +153,20 @@ TopKOutput<T> check_scores(const Case& c, const std::vector<T>& scores, std::mt1
   const std::size_t workspace_bytes = BatchedTopK<T, Policy>::workspace_size(args);
   DeviceBuffer<unsigned char> workspace(workspace_bytes);
   workspace.poison();  // stale contents must not matter
-  const Status status = BatchedTopK<T, Policy>::run(args, workspace.ptr, workspace_bytes, nullptr);
-  REQUIRE_MESSAGE(status.ok(), to_string(status));
-  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  if (c.graph) {
+    replay_captured_twice(
+        [&](cudaStream_t stream) { return BatchedTopK<T, Policy>::run(args, workspace.ptr, workspace_bytes, stream); },
+        [&] {
+          d_indices.poison();
+          d_values.poison();
+          d_counts.poison();
+          workspace.poison();
+        });
+  } else {
+    const Status status = BatchedTopK<T, Policy>::run(args, workspace.ptr, workspace_bytes, nullptr);
+    REQUIRE_MESSAGE(status.ok(), to_string(status));
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  }
   const std::vector<std::int32_t> indices = d_indices.download(), counts = d_counts.download();
   const std::vector<T> values = d_values.download();
   const std::vector<unsigned char> workspace_bytes_after = workspace.download();
@@ -476,6 +512,25 @@ TEST_CASE_TEMPLATE("BatchedTopK sampled method: small samples and tiles, fallbac
     misled += detail::sample_misled(workspace.counts[r], workspace.thresholds[r] == 1, many.k,
                                     MisjudgedSamplePolicy::kSampledCapacity);
   CHECK(misled > MisjudgedSamplePolicy::kCtasPerSm * 132);  // more than one wave of clusters of one CTA
+}
+
+// Both methods (the sampled one with rows its sample misled, and sorted output) launch a fixed
+// chain of kernels with no host synchronisation: captured once, a graph replays them exactly.
+TEST_CASE_TEMPLATE("BatchedTopK replays from a captured CUDA graph", T, float, __nv_bfloat16) {
+  auto seed = fresh_seed();
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  Case cluster{8, 40000, 2048};
+  cluster.graph = true;
+  check_case<T, BatchedTopKPolicy>(cluster, rng);
+  Case sampled{16, 131072, 2048};
+  sampled.graph = true;
+  sampled.sorted = true;
+  sampled.page_size = 64;
+  check_case<T, SampledPolicy>(sampled, rng);
+  Case misled{16, 131072, 64};
+  misled.graph = true;
+  check_case<T, MisjudgedSamplePolicy>(misled, rng);
 }
 
 // Which path each row took, read from the workspace's per-row candidate counts: rows of random

@@ -13,7 +13,7 @@
 //   (kSampledMin*, host values only) says it pays: a threshold per row from a sample, one
 //   streaming compare pass that keeps the ~1.5 k keys above it, then an exact select among
 //   those; needs workspace_size(args) bytes. For launches of many long rows of scores without
-//   structure along the row, where the cluster method needs several waves of clusters: 1.3-1.8x
+//   structure along the row, where the cluster method needs several waves of clusters: 1.2-1.6x
 //   faster there on H200. Rows the sample misjudges (scores correlated along the row, sorted
 //   runs, many ties) are then selected again by the cluster method: the launch costs both.
 // Both select the same set, each in its own deterministic order.

@@ -3,11 +3,11 @@
 // kernels and a workspace; cluster barriers only for rows the sample misled:
 // 1. sample_threshold_kernel, one CTA per row: reads kSampleKeys scores (128-byte runs, one at a
 //    hashed place in each of as many equal strata of the row; or the whole row when it is no
-//    longer) and, with two radix passes over
-//    them, takes about the sample's key of rank sample_threshold_rank as the row's threshold t:
-//    for scores in random order, at least k and at most the candidate capacity of the row's keys
-//    are >= t, except with a probability of a few in a million (kSampleSigmas standard
-//    deviations of the binomial count). It clears the row's candidate counter.
+//    longer) and, with two radix passes over them, takes about the sample's key of rank
+//    sample_threshold_rank as the row's threshold t: for scores in random order, at least k and
+//    at most the candidate capacity of the row's keys are >= t, except with a probability of a
+//    few in a million (kSampleSigmas standard deviations of the binomial count). It clears the
+//    row's candidate counter.
 // 2. filter_candidates_kernel, one CTA per (row, tile): starts a bulk copy of its tile into
 //    shared memory, then waits for the sample kernel (a programmatic dependent launch, so the
 //    copy overlaps it), compares each key with t and appends the keys >= t to the row's candidate

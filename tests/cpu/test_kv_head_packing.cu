@@ -105,16 +105,21 @@ TEST_CASE("packing_pays: one chunk per row, or chunks of >= 4096 tokens and, whe
   using Decode = detail::DenseSlots;   // merges its chunks
   using Scores = detail::ScoredSlots;  // writes scores only: no merge
   // The H200 shapes of bench/RESULTS.md (session 9), unpacked split -> packed split.
-  CHECK(detail::packing_pays<Decode>(split(2, 65536), split(8, 16384)));  // 8 x 128K, 4 heads
-  CHECK(detail::packing_pays<Decode>(split(2, 16384), split(8, 4096)));   // 8 x 32K, 4 heads
-  CHECK(detail::packing_pays<Decode>(split(1, 32768), split(1, 32768)));  // 32 x 32K, 2 heads
-  CHECK_FALSE(detail::packing_pays<Decode>(split(1, 8192), split(2, 4096)));    // 32 x 8K, 4 heads: a new merge
-  CHECK_FALSE(detail::packing_pays<Decode>(split(2, 4096), split(8, 1024)));    // 8 x 8K, 4 heads: short chunks
-  CHECK_FALSE(detail::packing_pays<Decode>(split(16, 8192), split(32, 4096)));  // 1 x 128K, 2 heads: 32 chunks
-  CHECK_FALSE(detail::packing_pays<Decode>(split(8, 16384), split(9, 16384)));  // one chunk over the bound
+  CHECK(detail::packing_pays<Decode>(split(2, 65536), split(8, 16384), 256));  // 8 x 128K, 4 heads
+  CHECK(detail::packing_pays<Decode>(split(2, 16384), split(8, 4096), 256));   // 8 x 32K, 4 heads
+  CHECK(detail::packing_pays<Decode>(split(1, 32768), split(1, 32768), 256));  // 32 x 32K, 2 heads
+  CHECK_FALSE(detail::packing_pays<Decode>(split(1, 8192), split(2, 4096), 256));    // 32 x 8K, 4 heads: a new merge
+  CHECK_FALSE(detail::packing_pays<Decode>(split(2, 4096), split(8, 1024), 256));    // 8 x 8K, 4 heads: short chunks
+  CHECK_FALSE(detail::packing_pays<Decode>(split(16, 8192), split(32, 4096), 256));  // 1 x 128K, 2 heads: 32 chunks
+  CHECK_FALSE(detail::packing_pays<Decode>(split(8, 16384), split(9, 16384), 256));  // one chunk over the bound
+  // d = 64 (128-byte rows): a new merge pays with chunks of >= 8192 tokens.
+  CHECK(detail::packing_pays<Decode>(split(1, 32768), split(4, 8192), 128));       // 32 x 32K, 4 heads
+  CHECK(detail::packing_pays<Decode>(split(1, 131072), split(4, 32768), 128));     // 32 x 128K, 4 heads
+  CHECK_FALSE(detail::packing_pays<Decode>(split(1, 8192), split(2, 4096), 128));  // 32 x 8K, 2 heads
+  CHECK_FALSE(detail::packing_pays<Decode>(split(1, 32768), split(4, 8192), 256));  // the same at d = 128
   // Without a merge only the chunk length counts.
-  CHECK(detail::packing_pays<Scores>(split(1, 131072), split(4, 32768)));
-  CHECK(detail::packing_pays<Scores>(split(16, 8192), split(32, 4096)));
-  CHECK_FALSE(detail::packing_pays<Scores>(split(33, 4096), split(132, 1024)));  // 1 x 128K, 4 heads
-  CHECK(detail::packing_pays<Scores>(split(2, 256), split(1, 300)));
+  CHECK(detail::packing_pays<Scores>(split(1, 131072), split(4, 32768), 256));
+  CHECK(detail::packing_pays<Scores>(split(16, 8192), split(32, 4096), 256));
+  CHECK_FALSE(detail::packing_pays<Scores>(split(33, 4096), split(132, 1024), 256));  // 1 x 128K, 4 heads
+  CHECK(detail::packing_pays<Scores>(split(2, 256), split(1, 300), 256));
 }

@@ -114,16 +114,25 @@ constexpr int kMinPackedChunk = 4096;
 // them: DenseDecode paid 1.3-4 % at batch 4-32 with at most this many per row and lost 3.5 % at
 // batch 1 x 32K with 64 (bench/RESULTS.md, session 9).
 constexpr int kMaxPackedSplits = 8;
+// Where a head's row of a token is at most kShortRowBytes (d = 64 in 16 bits), packing pays even
+// when it adds a merge the unpacked split did not have, with chunks of at least kMinNewMergeChunk
+// tokens: d = 64 at 32 x 32K and 32 x 128K read 3-4 % faster, 32 x 8K (chunks of 4096) no faster;
+// d = 128 gained nothing (bench/RESULTS.md, session 10).
+constexpr int kShortRowBytes = 128;
+constexpr int kMinNewMergeChunk = 8192;
 
 // Whether a packed split of dense decode (Base: DenseSlots or ScoredSlots) is taken over the
-// unpacked one: it keeps one chunk per row, or its chunks keep kMinPackedChunk tokens and, where
-// chunks are merged (Base::kAttend), the unpacked split merged already and the packed one merges
-// at most kMaxPackedSplits.
+// unpacked one, for a head's token rows of `row_bytes`: it keeps one chunk per row, or its chunks
+// keep kMinPackedChunk tokens and, where chunks are merged (Base::kAttend), the packed split
+// merges at most kMaxPackedSplits and the unpacked one merged already (or rows are short and
+// chunks long).
 template <typename Base>
-bool packing_pays(const SplitPlan& unpacked, const SplitPlan& packed) {
+bool packing_pays(const SplitPlan& unpacked, const SplitPlan& packed, int row_bytes) {
   if (packed.num_splits == 1) return true;
   if (packed.chunk_slots < kMinPackedChunk) return false;
-  return !Base::kAttend || (unpacked.num_splits > 1 && packed.num_splits <= kMaxPackedSplits);
+  if (!Base::kAttend) return true;
+  if (packed.num_splits > kMaxPackedSplits) return false;
+  return unpacked.num_splits > 1 || (row_bytes <= kShortRowBytes && packed.chunk_slots >= kMinNewMergeChunk);
 }
 
 // The split of dense decode (Base: DenseSlots or ScoredSlots) with `heads` KV heads per CTA.
@@ -151,7 +160,7 @@ Status plan_dense(int forced, const PagedKvCache<const T>& kv, int num_qo_heads,
     if (!can_pack_heads<kHeadDim>(kv, num_qo_heads, scores, heads)) continue;
     SplitPlan packed;
     HYLRA_RETURN_IF_ERROR((plan_dense_with<T, kHeadDim, Base>(heads, kv, num_qo_heads, &packed)));
-    if (packing_pays<Base>(*plan, packed)) {
+    if (packing_pays<Base>(*plan, packed, kHeadDim * static_cast<int>(sizeof(T)))) {
       *plan = packed;
       break;
     }

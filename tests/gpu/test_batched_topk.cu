@@ -215,6 +215,17 @@ TopKOutput<T> check_scores(const Case& c, const std::vector<T>& scores, std::mt1
   return {indices, counts, values, workspace_bytes_after};
 }
 
+// The sampled method's workspace of a check_scores launch, as it downloaded it: per-row
+// thresholds and candidate counts.
+template <typename T, typename Policy>
+detail::SampledWorkspace<T> sampled_workspace(TopKOutput<T>& out, const Case& c) {
+  typename BatchedTopK<T, Policy>::Arguments args;
+  args.num_rows = c.rows;
+  args.num_cols = c.cols;
+  const detail::SampledPlan<T, Policy> plan(args);
+  return detail::SampledWorkspace<T>::in(out.workspace.data(), c.rows, plan.tiles_per_row, Policy::kSampledCapacity);
+}
+
 template <typename T, typename Policy = BatchedTopKPolicy>
 void check_case(const Case& c, std::mt19937_64& rng) {
   const std::vector<T> scores =
@@ -501,12 +512,7 @@ TEST_CASE_TEMPLATE("BatchedTopK sampled method: small samples and tiles, fallbac
   many.vary_lengths = false;
   const std::vector<T> scores = make_scores<T>(static_cast<std::size_t>(many.rows) * many.cols, Pattern::kNormal, rng);
   TopKOutput<T> out = check_scores<T, MisjudgedSamplePolicy>(many, scores, rng);
-  typename BatchedTopK<T, MisjudgedSamplePolicy>::Arguments args;
-  args.num_rows = many.rows;
-  args.num_cols = many.cols;
-  const detail::SampledPlan<T, MisjudgedSamplePolicy> plan(args);
-  const auto workspace = detail::SampledWorkspace<T>::in(out.workspace.data(), many.rows,
-                                                         plan.tiles_per_row, MisjudgedSamplePolicy::kSampledCapacity);
+  const auto workspace = sampled_workspace<T, MisjudgedSamplePolicy>(out, many);
   int misled = 0;
   for (int r = 0; r < many.rows; ++r)
     misled += detail::sample_misled(workspace.counts[r], workspace.thresholds[r] == 1, many.k,
@@ -548,13 +554,7 @@ TEST_CASE_TEMPLATE("BatchedTopK sampled method: fast path on random rows, fallba
   const std::vector<T> equal = make_scores<T>(kCols, Pattern::kAllEqual, rng);
   std::copy(equal.begin(), equal.end(), scores.begin() + static_cast<std::ptrdiff_t>(kEqualRow) * kCols);
   TopKOutput<T> out = check_scores<T, SampledPolicy>(c, scores, rng);
-  typename BatchedTopK<T, SampledPolicy>::Arguments args;
-  args.num_rows = kRows;
-  args.num_cols = kCols;
-  args.method = TopKMethod::kSampled;
-  const detail::SampledPlan<T, SampledPolicy> plan(args);
-  const auto workspace =
-      detail::SampledWorkspace<T>::in(out.workspace.data(), kRows, plan.tiles_per_row, SampledPolicy::kSampledCapacity);
+  const auto workspace = sampled_workspace<T, SampledPolicy>(out, c);
   for (int r = 0; r < kRows; ++r) {
     CAPTURE(r);
     const int candidates = workspace.counts[r];

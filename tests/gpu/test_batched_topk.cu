@@ -366,10 +366,10 @@ std::vector<T> bucket_row(int cols, int k, int take, int bucket, int distinct, b
   return row;
 }
 
-// Rows whose threshold bucket just fits and just overflows the candidate buffer, in one launch:
-// the one-CTA refine and the multi-pass fallback side by side.
+// Rows whose threshold bucket just fits and just overflows the candidate buffer, in one launch
+// (`copies` rows of each): the one-CTA refine and the multi-pass fallback side by side.
 template <typename T, typename Policy>
-std::vector<T> candidate_rows(int cols, int k, bool largest, std::mt19937_64& rng, int& rows) {
+std::vector<T> candidate_rows(int cols, int k, bool largest, int copies, std::mt19937_64& rng, int& rows) {
   constexpr int kCap = Policy::kCandidateCapacity;
   struct Spec {
     int take, bucket, distinct;
@@ -385,16 +385,17 @@ std::vector<T> candidate_rows(int cols, int k, bool largest, std::mt19937_64& rn
       {1, 2, 1},
   };
   std::vector<T> scores;
-  for (const Spec& spec : specs) {
-    const std::vector<T> row = bucket_row<T, Policy>(cols, k, spec.take, spec.bucket, spec.distinct, largest, rng);
-    scores.insert(scores.end(), row.begin(), row.end());
-  }
-  rows = static_cast<int>(sizeof(specs) / sizeof(specs[0]));
+  for (int copy = 0; copy < copies; ++copy)
+    for (const Spec& spec : specs) {
+      const std::vector<T> row = bucket_row<T, Policy>(cols, k, spec.take, spec.bucket, spec.distinct, largest, rng);
+      scores.insert(scores.end(), row.begin(), row.end());
+    }
+  rows = copies * static_cast<int>(sizeof(specs) / sizeof(specs[0]));
   return scores;
 }
 
 template <typename T, typename Policy>
-void check_candidate_buckets(int cols, int k) {
+void check_candidate_buckets(int cols, int k, int copies = 1) {
   auto seed = fresh_seed();
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
@@ -403,7 +404,7 @@ void check_candidate_buckets(int cols, int k) {
     c.vary_lengths = false;
     c.largest = variant != 1;
     c.sorted = variant == 2 && k <= BatchedTopKPolicy::kMaxSortedK;
-    const std::vector<T> scores = candidate_rows<T, Policy>(cols, k, c.largest, rng, c.rows);
+    const std::vector<T> scores = candidate_rows<T, Policy>(cols, k, c.largest, copies, rng, c.rows);
     check_scores<T, Policy>(c, scores, rng);
   }
 }
@@ -414,10 +415,13 @@ struct SmallCandidatePolicy : BatchedTopKPolicy {
 };
 
 TEST_CASE_TEMPLATE("BatchedTopK candidate buckets that fit and overflow", T, float, half, __nv_bfloat16) {
+  // 8 rows of 16K-key segments, one wave: fp32 refines in the first CTA, 16-bit keys take the
+  // cluster-wide passes; 64 rows (more than a wave) refine in every dtype.
   check_candidate_buckets<T, BatchedTopKPolicy>(131072, 5000);
+  check_candidate_buckets<T, BatchedTopKPolicy>(131072, 5000, 8);
   check_candidate_buckets<T, BatchedTopKPolicy>(24000, 5000);  // 8 CTAs of 3000 keys: small-segment CTAs
   check_candidate_buckets<T, SmallCandidatePolicy>(131072, 2048);
-  check_candidate_buckets<T, SmallCandidatePolicy>(20000, 2048);  // 4 CTAs of 5000 keys
+  check_candidate_buckets<T, SmallCandidatePolicy>(20000, 2048);  // 4 CTAs of 5000 keys: cluster-wide passes
 }
 
 // Three more runs on the same inputs give bitwise the same output: 16 rows of normal scores and
@@ -431,7 +435,7 @@ void check_reproducible(int bucket_k) {
   const std::vector<T> normal_scores = make_scores<T>(16 * 131072, Pattern::kNormal, rng);
   Case buckets{0, 131072, bucket_k};
   buckets.vary_lengths = false;
-  const std::vector<T> bucket_scores = candidate_rows<T, Policy>(131072, bucket_k, true, rng, buckets.rows);
+  const std::vector<T> bucket_scores = candidate_rows<T, Policy>(131072, bucket_k, true, 1, rng, buckets.rows);
   for (const auto& [c, scores] : {std::make_pair(normal, &normal_scores), std::make_pair(buckets, &bucket_scores)}) {
     std::mt19937_64 lengths_rng(seed);  // the same lengths every time
     const TopKOutput<T> first = check_scores<T, Policy>(c, *scores, lengths_rng);

@@ -56,7 +56,10 @@ struct BatchedTopKPolicy {
   static constexpr int kCandidateCapacity = 4096;
   // Segments of fewer keys skip that refine and use the cluster-wide passes: re-scanning a few
   // thousand keys in shared memory is cheaper than the refine's barriers and block-wide passes.
-  static constexpr int kMinRefineSegmentKeys = 2048;
+  // Measured on H200 (bench/RESULTS.md, session 11): 8 x 32K (4K-key segments) 16.7 -> 13.5 us
+  // fp32, 128 x 6000 16.0 -> 14.8, 256 x 8K 21.4 -> 20.3; 16K-key segments keep the refine
+  // (64 x 128K fp32 44.7 against 51.0 without it).
+  static constexpr int kMinRefineSegmentKeys = 16384;
   // Digits of those further passes: 8 bits (measured 3-8 % faster than 11 for the all-pass
   // method, bench/RESULTS.md): 256 bins are cheap to push across the cluster and scan.
   static constexpr int kDigitBits = 8;
@@ -292,9 +295,9 @@ class BatchedTopK {
       return cuda_status(cudaLaunchKernelEx(&config, kernel, kernel_args...));
     };
     return misled ? launch(detail::misled_rows_kernel<ScoreT, KernelPolicy>, args, *misled, shape.segment, shape.cached,
-                           vectorized)
+                           shape.refine, vectorized)
                   : launch(detail::cluster_select_kernel<ScoreT, KernelPolicy>, args, shape.segment, shape.cached,
-                           vectorized);
+                           shape.refine, vectorized);
   }
 };
 

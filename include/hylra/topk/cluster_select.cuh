@@ -13,10 +13,11 @@
 //    them with BlockTopK (ties to the lower position) and writes them after the others. For a
 //    normal row T holds ~2 % of the keys, so per key the kernel does one load, one atomic and two
 //    compares; the write loop visits set mask bits only.
-// When T holds more candidates than the buffer (many equal scores) or segments are small, the
-// cluster instead refines T with further radix passes (8-bit digits) over the keys in shared
-// memory and the same classify pass writes the ties directly; the choice comes from the
-// cluster-wide histogram and the segment size, the same in every CTA. Global traffic: the row
+// When T holds more candidates than the buffer (many equal scores), segments are small, or 16-bit
+// keys run in one wave (one more pass then beats the refine), the cluster instead refines T with
+// further radix passes (8-bit digits) over the keys in shared memory and the same classify pass
+// writes the ties directly; the choice comes from the cluster-wide histogram and the launch
+// shape (TopKLaunchShape::refine), the same in every CTA. Global traffic: the row
 // read once, k outputs written. No workspace, no host synchronisation, a grid fixed by (R, N):
 // the call is CUDA-graph capturable.
 //
@@ -45,6 +46,7 @@ struct TopKLaunchShape {
   int cluster_size;
   int segment;  // positions per CTA, a multiple of the vector width
   bool cached;  // keys kept in shared memory
+  bool refine;  // candidates of the k-th bucket refined by the first CTA (else cluster-wide passes)
 };
 
 template <typename ScoreT, typename P>
@@ -65,7 +67,12 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
          (bytes(cluster) > P::kPreferredSegmentBytes ||
           (fits_one_wave(2 * cluster) && segment(2 * cluster) >= P::kMinSegmentKeys)))
     cluster *= 2;
-  return {cluster, segment(cluster), bytes(cluster) <= P::kMaxSegmentBytes};
+  // The refine frees the other CTAs' slots early, which pays when clusters queue for slots. In
+  // one wave, 16-bit keys need a single cluster-wide pass after the first digit, cheaper than
+  // the refine (measured on H200: 1 x 128K bf16 14.7 against 15.7 us; fp32, three passes: 16.3
+  // against 15.2; bench/RESULTS.md).
+  const bool refine = segment(cluster) >= P::kMinRefineSegmentKeys && (sizeof(Bits) > 2 || !fits_one_wave(cluster));
+  return {cluster, segment(cluster), bytes(cluster) <= P::kMaxSegmentBytes, refine};
 }
 
 // The policy of the kernel that run() launches for segments of at most kSmallSegmentKeys keys.
@@ -104,7 +111,7 @@ union alignas(16) TopKExchange {
 // sort_rows_kernel then orders them, translates them and writes the values.
 template <typename ScoreT, typename Policy>
 HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args, int row, int segment, bool cached,
-                                        bool vectorized) {
+                                        bool refine, bool vectorized) {
   namespace cg = cooperative_groups;
   constexpr int kThreads = Policy::kThreads;
   constexpr int kVec = kVecElems<ScoreT>;
@@ -269,7 +276,7 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
     above_total = args.k;
   }
   // Candidates of the bucket go to the first CTA, which picks `take` of them.
-  const bool refine_candidates = take > 0 && first.count <= kCapacity && segment >= Policy::kMinRefineSegmentKeys;
+  const bool refine_candidates = take > 0 && first.count <= kCapacity && refine;
   if (take > 0 && !refine_candidates) {
     // Too many candidates (e.g. many equal scores) or a small segment: radix passes over the
     // bucket's keys with cluster-wide histograms until `take` is the whole bucket or all bits are
@@ -452,9 +459,10 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
 // One cluster per row.
 template <typename ScoreT, typename Policy>
 __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
-    cluster_select_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool vectorized) {
+    cluster_select_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool refine,
+                          bool vectorized) {
   const int row = static_cast<int>(blockIdx.x / cooperative_groups::this_cluster().num_blocks());
-  select_row_in_cluster<ScoreT, Policy>(args, row, segment, cached, vectorized);
+  select_row_in_cluster<ScoreT, Policy>(args, row, segment, cached, refine, vectorized);
 }
 
 }  // namespace detail

@@ -53,7 +53,10 @@ struct BatchedTopKPolicy {
   static constexpr int kFirstDigitBits = 11;
   // The k-th score's first-digit bucket is refined in one CTA when it holds at most this many
   // keys (kCandidateCapacity / kThreads per thread); otherwise by further cluster-wide passes.
-  static constexpr int kCandidateCapacity = 4096;
+  // A normal row's bucket holds ~2,200 keys at k = 2048 of 128K. 5 slots per thread instead of 8
+  // measured 5-9 % faster wherever the refine runs (H200, bench/RESULTS.md, session 11: 1 x 128K
+  // fp32 16.2 -> 14.8 us, 256 x 128K 135.3 -> 125.3); 2048 slots overflow and fall back.
+  static constexpr int kCandidateCapacity = 2560;
   // Segments of fewer keys skip that refine and use the cluster-wide passes: re-scanning a few
   // thousand keys in shared memory is cheaper than the refine's barriers and block-wide passes.
   // Measured on H200 (bench/RESULTS.md, session 11): 8 x 32K (4K-key segments) 16.7 -> 13.5 us

@@ -71,8 +71,9 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
   // one wave, 16-bit keys need a single cluster-wide pass after the first digit, cheaper than
   // the refine (measured on H200: 1 x 128K bf16 14.7 against 15.7 us; fp32, three passes: 16.3
   // against 15.2; bench/RESULTS.md).
-  const bool refine = segment(cluster) >= P::kMinRefineSegmentKeys && (sizeof(Bits) > 2 || !fits_one_wave(cluster));
-  return {cluster, segment(cluster), bytes(cluster) <= P::kMaxSegmentBytes, refine};
+  const int keys = segment(cluster);
+  const bool refine = keys >= P::kMinRefineSegmentKeys && (sizeof(Bits) > 2 || !fits_one_wave(cluster));
+  return {cluster, keys, bytes(cluster) <= P::kMaxSegmentBytes, refine};
 }
 
 // The policy of the kernel that run() launches for segments of at most kSmallSegmentKeys keys.
@@ -278,10 +279,10 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
   // Candidates of the bucket go to the first CTA, which picks `take` of them.
   const bool refine_candidates = take > 0 && first.count <= kCapacity && refine;
   if (take > 0 && !refine_candidates) {
-    // Too many candidates (e.g. many equal scores) or a small segment: radix passes over the
-    // bucket's keys with cluster-wide histograms until `take` is the whole bucket or all bits are
-    // fixed; the ties left are then taken in position order. Our cluster_histogram is read by us only, and the
-    // push above left local_histogram zero.
+    // Too many candidates (e.g. many equal scores), or a launch shape without the refine: radix
+    // passes over the bucket's keys with cluster-wide histograms until `take` is the whole bucket
+    // or all bits are fixed; the ties left are then taken in position order. Our
+    // cluster_histogram is read by us only, and the push above left local_histogram zero.
     for (int b = tid; b < 2 * kBins; b += kThreads) cluster_histogram[b] = 0;
     cluster.sync();  // zeroed everywhere before any peer adds into them
     Bits prefix = bucket_min, mask = static_cast<Bits>(~((Bits(1) << kFirstShift) - 1u));

@@ -21,7 +21,8 @@
 #include "hylra/attention/decode.cuh"  // with the instrumented kernels: their directory comes first
 #include "hylra/attention/gather.cuh"
 
-#include "../phase_timeline.hpp"  // CHECK_CUDA, percentile
+#include "../fill_uniform.cuh"
+#include "../tool_helpers.hpp"  // CHECK_CUDA, percentile, device_copy
 
 namespace {
 
@@ -31,17 +32,6 @@ constexpr int kHq = 32, kHkv = 8, kHeadDim = 128, kPage = 64, kGatherK = 2048;
 constexpr const char* kPhases[] = {"index / q loaded (first entry)", "page looked up (first entry)",
                                    "first K/V tile arrived",         "remaining tiles",
                                    "warps combined, weights",        "output or partial written"};
-
-__global__ void fill_uniform(T* data, std::size_t n, unsigned seed) {
-  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed;
-    h ^= h >> 13;
-    h *= 0x5bd1e995u;
-    h ^= h >> 15;
-    data[i] = __float2bfloat16(static_cast<float>(h & 0xFFFF) / 32768.0f - 1.0f);
-  }
-}
 
 __global__ void empty_kernel() {}
 
@@ -69,14 +59,6 @@ double empty_launch_us() {
   CHECK_CUDA(cudaEventDestroy(start));
   CHECK_CUDA(cudaEventDestroy(stop));
   return percentile(us, 0.5);
-}
-
-template <typename U>
-U* device_copy(const std::vector<U>& host) {
-  U* ptr = nullptr;
-  CHECK_CUDA(cudaMalloc(&ptr, host.size() * sizeof(U)));
-  CHECK_CUDA(cudaMemcpy(ptr, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice));
-  return ptr;
 }
 
 void profile(bool gather, int batch, int n) {

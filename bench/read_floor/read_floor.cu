@@ -26,7 +26,8 @@
 #include "hylra/attention/decode.cuh"
 #include "hylra/attention/gather.cuh"
 
-#include "../phase_timeline.hpp"  // CHECK_CUDA, percentile
+#include "../fill_uniform.cuh"
+#include "../tool_helpers.hpp"  // CHECK_CUDA, percentile, device_copy
 
 namespace {
 
@@ -94,17 +95,6 @@ __global__ void __launch_bounds__(kThreads) read_gathered(const uint4* __restric
 }
 
 __global__ void empty_kernel(unsigned* sink) { keep(threadIdx.x, sink); }
-
-__global__ void fill_hashed(T* data, std::size_t n, unsigned seed) {
-  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed;
-    h ^= h >> 13;
-    h *= 0x5bd1e995u;
-    h ^= h >> 15;
-    data[i] = __float2bfloat16(static_cast<float>(h & 0xFFFF) / 32768.0f - 1.0f);
-  }
-}
 
 __global__ void read_flush(const uint4* data, long long vecs, unsigned* sink) {
   unsigned folded = 0;
@@ -176,14 +166,6 @@ class Timer {
   cudaEvent_t start_, stop_;
 };
 
-template <typename U>
-U* device_copy(const std::vector<U>& host) {
-  U* device = nullptr;
-  CHECK_CUDA(cudaMalloc(&device, host.size() * sizeof(U)));
-  CHECK_CUDA(cudaMemcpy(device, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice));
-  return device;
-}
-
 void require(const hylra::Status& status, const char* what) {
   if (!status.ok()) {
     std::fprintf(stderr, "%s: %s\n", what, hylra::to_string(status).c_str());
@@ -203,10 +185,10 @@ struct Cache {
     pool_elems = static_cast<std::size_t>(pages) * kPage * kHkv * kHeadDim;
     for (T** pool : {&k, &v}) {
       CHECK_CUDA(cudaMalloc(pool, pool_elems * sizeof(T)));
-      fill_hashed<<<1024, 256>>>(*pool, pool_elems, pool == &k ? 1u : 2u);
+      fill_uniform<<<1024, 256>>>(*pool, pool_elems, pool == &k ? 1u : 2u);
     }
     CHECK_CUDA(cudaMalloc(&q, sizeof(T) * batch * kHq * kHeadDim));
-    fill_hashed<<<64, 256>>>(q, static_cast<std::size_t>(batch) * kHq * kHeadDim, 3u);
+    fill_uniform<<<64, 256>>>(q, static_cast<std::size_t>(batch) * kHq * kHeadDim, 3u);
     CHECK_CUDA(cudaMalloc(&out, sizeof(T) * batch * kHq * kHeadDim));
     std::vector<int> table(pages);
     std::iota(table.begin(), table.end(), 0);

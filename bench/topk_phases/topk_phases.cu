@@ -16,7 +16,7 @@
 
 #include "hylra/topk/batched_topk.cuh"  // includes the instrumented cluster_select.cuh: its directory comes first
 
-#include "../phase_timeline.hpp"  // CHECK_CUDA, percentile
+#include "../tool_helpers.hpp"  // CHECK_CUDA, percentile
 
 namespace {
 

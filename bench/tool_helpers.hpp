@@ -1,5 +1,6 @@
-// Helpers shared by the phase-timeline tools (topk_phases, decode_phases): stop on a CUDA error
-// (tools, not library code, so they may exit), and percentiles of per-CTA durations.
+// Helpers shared by the C++ benchmark tools (topk_phases, decode_phases, read_floor): stop on a
+// CUDA error (tools, not library code, so they may exit), percentiles of timings, and device
+// copies of host vectors.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -24,4 +25,13 @@ inline double percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0.0;
   std::sort(values.begin(), values.end());
   return values[std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())))];
+}
+
+// A device copy of `host` (cudaMalloc'd; tools free it, or leave it to process exit).
+template <typename U>
+U* device_copy(const std::vector<U>& host) {
+  U* device = nullptr;
+  CHECK_CUDA(cudaMalloc(&device, host.size() * sizeof(U)));
+  CHECK_CUDA(cudaMemcpy(device, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice));
+  return device;
 }

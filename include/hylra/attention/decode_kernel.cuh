@@ -221,7 +221,10 @@ __global__ void __launch_bounds__(DecodePolicy<kHeadDim, Slots::kGather>::kThrea
   static_assert(kChunksPerRow % kLanesPerRow == 0, "rows are whole 128-byte lines");
   constexpr float kLn2 = 0.693147180559945309f;
 
-  extern __shared__ __align__(16) unsigned char smem[];
+  // 128-byte aligned: the ring's swizzle assumes it. Static __shared__ variables sit before this
+  // buffer, and one 4-byte flag that shifted it by 16 bytes cost 11-17 % (H200, bench/RESULTS.md,
+  // session 12).
+  extern __shared__ __align__(128) unsigned char smem[];
   T* q_smem = reinterpret_cast<T*>(smem + Smem::kQOffset);
   T* ring = reinterpret_cast<T*>(smem + Smem::kRingOffset);
   std::uint32_t* masks = reinterpret_cast<std::uint32_t*>(smem + Smem::kMaskOffset);

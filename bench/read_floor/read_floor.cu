@@ -96,14 +96,6 @@ __global__ void __launch_bounds__(kThreads) read_gathered(const uint4* __restric
 
 __global__ void empty_kernel(unsigned* sink) { keep(threadIdx.x, sink); }
 
-__global__ void read_flush(const uint4* data, long long vecs, unsigned* sink) {
-  unsigned folded = 0;
-  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < vecs;
-       i += static_cast<long long>(gridDim.x) * blockDim.x)
-    folded ^= data[i].x;
-  keep(folded, sink);
-}
-
 class Timer {
  public:
   explicit Timer(bool flush_by_read) : flush_by_read_(flush_by_read) {
@@ -130,7 +122,8 @@ class Timer {
     std::vector<double> us;
     for (int rep = -5; rep < reps; ++rep) {
       if (flush_by_read_)
-        read_flush<<<num_sms_ * 8, 256, 0, stream_>>>(static_cast<const uint4*>(flush_), kFlushBytes / 16, sink_);
+        read_contiguous<<<num_sms_ * 8, kThreads, 0, stream_>>>(Spans{{static_cast<const uint4*>(flush_), nullptr}},
+                                                               kFlushBytes / 16, sink_);
       else
         CHECK_CUDA(cudaMemsetAsync(flush_, rep & 0xFF, kFlushBytes, stream_));
       CHECK_CUDA(cudaEventRecord(start_, stream_));

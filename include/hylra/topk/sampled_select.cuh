@@ -357,9 +357,11 @@ __global__ void __launch_bounds__(Policy::kFilterThreads, Policy::kFilterCtasPer
   using Key = RadixKey<ScoreT>;
   using Bits = typename Key::Bits;
   using Mask = std::conditional_t<(kLoads * kVec > 32), unsigned long long, unsigned>;
-  extern __shared__ __align__(128) unsigned char dynamic_smem[];
-  const Vec<ScoreT>* const tile_groups = reinterpret_cast<const Vec<ScoreT>*>(dynamic_smem);
-  const ScoreT* const tile_scores = reinterpret_cast<const ScoreT*>(dynamic_smem);
+  // A name of its own: the other top-k kernels declare `dynamic_smem` with 16-byte alignment, and
+  // one name may carry only one alignment in a translation unit (nvcc warning #1886).
+  extern __shared__ __align__(128) unsigned char tile_smem[];
+  const Vec<ScoreT>* const tile_groups = reinterpret_cast<const Vec<ScoreT>*>(tile_smem);
+  const ScoreT* const tile_scores = reinterpret_cast<const ScoreT*>(tile_smem);
   __shared__ BulkCopyBarrier tile_loaded;
   __shared__ int warp_first[kWarps];
 
@@ -376,7 +378,7 @@ __global__ void __launch_bounds__(Policy::kFilterThreads, Policy::kFilterCtasPer
   const int copied_groups = whole_groups < 0 ? 0 : (whole_groups < Tile::kGroups ? whole_groups : Tile::kGroups);
   if (threadIdx.x == 0) {
     tile_loaded.init();
-    if (copied_groups > 0) tile_loaded.copy(dynamic_smem, tile_src, static_cast<unsigned>(copied_groups) * 16u);
+    if (copied_groups > 0) tile_loaded.copy(tile_smem, tile_src, static_cast<unsigned>(copied_groups) * 16u);
   }
 
 #if __CUDA_ARCH__ >= 900

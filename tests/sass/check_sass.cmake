@@ -9,7 +9,6 @@
 #   cmake -DCUOBJDUMP=<path> -DBINARIES=<file|file|...> -P check_sass.cmake
 cmake_minimum_required(VERSION 3.24)  # the project's; as a script, for its policies
 string(REPLACE "|" ";" binaries "${BINARIES}")
-list(REMOVE_ITEM binaries "")
 if(NOT binaries)
   message(FATAL_ERROR "BINARIES: no files given")
 endif()

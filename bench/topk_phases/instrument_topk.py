@@ -19,11 +19,11 @@ ANCHORS = [
     (4, "histogram push", "  push_histogram(cluster_histogram, kFirstBins);\n"),
     (5, "cluster sync", "  cluster.sync();  // every CTA's additions into cluster_histogram are visible\n"),
     (6, "bucket find", "  // Candidates of the bucket go to the first CTA, which picks `take` of them.\n"),
-    (7, "classify + count", "  for (int c = kKeptChunks; c < chunks; ++c) count_chunk(classify_chunk(c));\n"),
+    (7, "passes, classify + count", "  for (int c = kKeptChunks; c < chunks; ++c) count_chunk(classify_chunk(c));\n"),
     (8, "scan + cluster sync", "      cta_offsets[1] = static_cast<int>(earlier >> 32);\n    }\n  }\n  __syncthreads();\n"),
     (9, "write", "  for (int c = kKeptChunks; c < chunks; ++c) write_chunk(c, classify_chunk(c));\n"),
-    (10, "padding + barrier", "  cluster.barrier_wait(std::move(written));\n"),
-    (11, "refine (first CTA)", "    if (slots[i] >= 0) output.select(above_total + slots[i], positions[i]);\n"),
+    (10, "padding", "  if (args.counts && rank == 0 && tid == 0) args.counts[row] = selected;\n"),
+    (11, "barrier + refine (first CTA)", "      if (slots[i] >= 0) output.select(above_total + slots[i], positions[i]);\n"),
 ]
 
 PRELUDE = r'''

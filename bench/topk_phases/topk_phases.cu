@@ -21,10 +21,10 @@
 namespace {
 
 constexpr int kStampsPerCta = 16;
-constexpr const char* kPhases[] = {"clear + arrive",      "load + histogram",   "barrier wait",
-                                   "histogram push",      "cluster sync",       "bucket find",
-                                   "classify + count",    "scan + cluster sync", "write",
-                                   "padding + barrier",   "refine (first CTA)"};
+constexpr const char* kPhases[] = {"clear + arrive",      "load + histogram",         "barrier wait",
+                                   "histogram push",      "cluster sync",             "bucket find",
+                                   "passes, classify + count", "scan + cluster sync", "write",
+                                   "padding",             "barrier + refine (first CTA)"};
 
 template <typename T>
 void profile(int rows, int n, int k, const char* dtype) {

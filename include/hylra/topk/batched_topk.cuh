@@ -264,12 +264,19 @@ class BatchedTopK {
     HYLRA_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device)));
     const detail::TopKLaunchShape shape = detail::topk_launch_shape<ScoreT, Policy>(args.num_rows, args.num_cols, num_sms);
     const bool vectorized = detail::rows_vectorized(args);
-    return shape.segment <= Policy::kSmallSegmentKeys
-               ? launch_cluster_kernel<detail::SmallSegmentPolicy<Policy>>(args, shape, vectorized, misled, stream)
-               : launch_cluster_kernel<Policy>(args, shape, vectorized, misled, stream);
+    using detail::BucketFinish;
+    // Small segments have at most 16 keys per thread: never the refine, never sparse passes.
+    static_assert(Policy::kSmallSegmentKeys < Policy::kMinRefineSegmentKeys, "the small-segment kernel never refines");
+    static_assert(Policy::kSmallSegmentKeys / Policy::kSmallSegmentThreads < 32, "... nor visits sparse chunks");
+    if (shape.segment <= Policy::kSmallSegmentKeys)
+      return launch_cluster_kernel<detail::SmallSegmentPolicy<Policy>, BucketFinish::kPasses>(args, shape, vectorized,
+                                                                                            misled, stream);
+    return shape.refine
+               ? launch_cluster_kernel<Policy, BucketFinish::kRefine>(args, shape, vectorized, misled, stream)
+               : launch_cluster_kernel<Policy, BucketFinish::kSparsePasses>(args, shape, vectorized, misled, stream);
   }
 
-  template <typename KernelPolicy>
+  template <typename KernelPolicy, detail::BucketFinish kFinish>
   static Status launch_cluster_kernel(const Arguments& args, const detail::TopKLaunchShape& shape, bool vectorized,
                                       const detail::SampledWorkspace<ScoreT>* misled, cudaStream_t stream) {
     const int smem_bytes =
@@ -298,10 +305,10 @@ class BatchedTopK {
             cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
       return cuda_status(cudaLaunchKernelEx(&config, kernel, kernel_args...));
     };
-    return misled ? launch(detail::misled_rows_kernel<ScoreT, KernelPolicy>, args, *misled, shape.segment, shape.cached,
-                           shape.refine, vectorized)
-                  : launch(detail::cluster_select_kernel<ScoreT, KernelPolicy>, args, shape.segment, shape.cached,
-                           shape.refine, vectorized);
+    return misled ? launch(detail::misled_rows_kernel<ScoreT, KernelPolicy, kFinish>, args, *misled, shape.segment,
+                           shape.cached, vectorized)
+                  : launch(detail::cluster_select_kernel<ScoreT, KernelPolicy, kFinish>, args, shape.segment, shape.cached,
+                           vectorized);
   }
 };
 

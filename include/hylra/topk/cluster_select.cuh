@@ -15,11 +15,10 @@
 //    compares; the write loop visits set mask bits only.
 // When T holds more candidates than the buffer (many equal scores), segments are small, or 16-bit
 // keys run in one wave (one more pass then beats the refine), the cluster instead refines T with
-// further radix passes (8-bit digits) over the keys in shared memory and the same classify pass
-// writes the ties directly; the choice comes from the cluster-wide histogram and the launch
-// shape (TopKLaunchShape::refine), the same in every CTA. Global traffic: the row
-// read once, k outputs written. No workspace, no host synchronisation, a grid fixed by (R, N):
-// the call is CUDA-graph capturable.
+// further radix passes (8-bit digits) and the classify pass writes the ties directly. The choice
+// comes from the cluster-wide histogram and the launch shape (TopKLaunchShape::refine, which picks
+// the kernel's BucketFinish), the same in every CTA. Global traffic: the row read once, k outputs
+// written. No workspace, no host synchronisation, a grid fixed by (R, N): CUDA-graph capturable.
 //
 // select_row_in_cluster is also the exact fallback of the sampled method (sampled_select.cuh),
 // whose misled_rows_kernel calls it for the rows its sample misled.
@@ -76,6 +75,17 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
   return {cluster, keys, bytes(cluster) <= P::kMaxSegmentBytes, refine};
 }
 
+// How a cluster kernel finishes the k-th bucket after the first digit: a compile-time choice, so
+// that each kernel carries the code of one way only (H200, bench/RESULTS.md session 14: the
+// sparse passes' code in the refine's kernel cost it 1 %, and in the small-segment kernel up to
+// 2 us on one-row shapes).
+// * kRefine: the first CTA refines the bucket's candidates (TopKLaunchShape::refine); further
+//   passes only when they overflow the buffer.
+// * kPasses: further cluster-wide radix passes, each over the whole segment.
+// * kSparsePasses: the same passes, visiting the bucket's keys alone where each thread holds 32
+//   to 64 keys (located by the classify masks, computed first); other segments re-scan.
+enum class BucketFinish { kRefine, kPasses, kSparsePasses };
+
 // The policy of the kernel that run() launches for segments of at most kSmallSegmentKeys keys.
 template <typename Policy>
 struct SmallSegmentPolicy : Policy {
@@ -92,13 +102,17 @@ union alignas(16) TopKExchange {
       Policy::kFirstDigitBits < RadixKey<ScoreT>::kBits ? Policy::kFirstDigitBits : RadixKey<ScoreT>::kBits;
   static constexpr int kFirstBins = 1 << kFirstBits;
   static constexpr int kCapacity = Policy::kCandidateCapacity;
+  static constexpr int kLaterBins = 1 << Policy::kDigitBits;
   struct {
     // This CTA's counts of the current digit, plus a last bin that absorbs invalid keys so the
     // first pass counts every key without a branch.
     int local[kFirstBins + 1];
-    // The cluster's counts, which every CTA adds into every CTA's copy. Later digits use two
-    // halves, so that peers add the next digit's counts while this CTA reads the current ones.
+    // The cluster's counts of the first digit, which every CTA adds into every CTA's copy.
     int cluster[kFirstBins];
+    // The same for later digits, in two halves, so that peers add the next digit's counts while
+    // this CTA reads the current ones. Zeroed with the first digit's, so that the passes need no
+    // cluster barrier before the first of them.
+    int later[2 * kLaterBins];
   } histograms;
   struct {
     Bits keys[kCapacity];
@@ -110,9 +124,9 @@ union alignas(16) TopKExchange {
 // positions [r * segment, (r + 1) * segment). Dynamic shared memory: a TopKExchange, then the
 // segment's keys when `cached`. In sorted mode it writes untranslated positions only;
 // sort_rows_kernel then orders them, translates them and writes the values.
-template <typename ScoreT, typename Policy>
+template <typename ScoreT, typename Policy, BucketFinish kFinish>
 HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args, int row, int segment, bool cached,
-                                        bool refine, bool vectorized) {
+                                        bool vectorized) {
   namespace cg = cooperative_groups;
   constexpr int kThreads = Policy::kThreads;
   constexpr int kVec = kVecElems<ScoreT>;
@@ -128,7 +142,8 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
   constexpr int kFirstBins = FirstBucket::kBins, kBins = Bucket::kBins;
   constexpr int kCapacity = Exchange::kCapacity;
   static_assert(kCapacity % kThreads == 0, "kCandidateCapacity must be a multiple of kThreads");
-  static_assert(2 * kBins <= kFirstBins, "the later digits' two cluster histograms reuse the first digit's");
+  static_assert(kBins == Exchange::kLaterBins, "later digits have kDigitBits bits");
+  static_assert(Policy::kMaxClusterSize <= 16, "earlier_counts holds one slot per CTA of a cluster");
   // The refine examines the kFirstShift bits below the first digit in as few passes of at most
   // 11 bits as it can (fp32: 2 of 11 and 10 bits instead of 3 of 8; 16-bit keys: one pass).
   constexpr int kRefinePasses = kFirstShift > 11 ? (kFirstShift + 10) / 11 : 1;
@@ -148,10 +163,12 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
     typename Bucket::TempStorage bucket;
   } temp;
   __shared__ typename CountScan::TempStorage scan_storage;
-  __shared__ unsigned long long cta_counts;  // this CTA's (above, candidates), read by its peers
-  __shared__ int cta_offsets[2];             // (above, candidates) in the cluster's earlier CTAs
+  // Slot r: (above, candidates) of the cluster's CTA r, written by that CTA when r < our rank.
+  __shared__ unsigned long long earlier_counts[16];
+  __shared__ int cta_offsets[2];  // (above, candidates) in the cluster's earlier CTAs
   int* const local_histogram = exchange.histograms.local;
   int* const cluster_histogram = exchange.histograms.cluster;
+  int* const later_histogram = exchange.histograms.later;
 
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -205,8 +222,9 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
   };
 
   for (int b = tid; b < kFirstBins; b += kThreads) local_histogram[b] = cluster_histogram[b] = 0;
+  for (int b = tid; b < 2 * kBins; b += kThreads) later_histogram[b] = 0;
   if (tid == 0) local_histogram[kFirstBins] = 0;
-  // Peers add into our cluster_histogram only after this barrier; wait for it after the load.
+  // Peers add into our cluster histograms only after this barrier; wait for it after the load.
   auto cleared = cluster.barrier_arrive();
   __syncthreads();
 
@@ -276,48 +294,6 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
     take = 0;
     above_total = args.k;
   }
-  // Candidates of the bucket go to the first CTA, which picks `take` of them.
-  const bool refine_candidates = take > 0 && first.count <= kCapacity && refine;
-  if (take > 0 && !refine_candidates) {
-    // Too many candidates (e.g. many equal scores), or a launch shape without the refine: radix
-    // passes over the bucket's keys with cluster-wide histograms until `take` is the whole bucket
-    // or all bits are fixed; the ties left are then taken in position order. Our
-    // cluster_histogram is read by us only, and the push above left local_histogram zero.
-    for (int b = tid; b < 2 * kBins; b += kThreads) cluster_histogram[b] = 0;
-    cluster.sync();  // zeroed everywhere before any peer adds into them
-    Bits prefix = bucket_min, mask = static_cast<Bits>(~((Bits(1) << kFirstShift) - 1u));
-    for (int shift = kFirstShift, buffer = 0; shift > 0; buffer ^= 1) {
-      const int width = shift < Policy::kDigitBits ? shift : Policy::kDigitBits;
-      shift -= width;
-      const Bits digit_mask = static_cast<Bits>((1u << width) - 1u);
-      for (int g = tid; g < num_groups; g += kThreads) {
-        const Keys keys = group_keys(g);
-#pragma unroll
-        for (int e = 0; e < kVec; ++e)
-          if (keys.data[e] != Key::kInvalid && (keys.data[e] & mask) == prefix)
-            atomicAdd(&local_histogram[(keys.data[e] >> shift) & digit_mask], 1);
-      }
-      __syncthreads();  // local_histogram complete
-      int* const half = cluster_histogram + buffer * kBins;
-      push_histogram(half, kBins);
-      // Our other half was last read by us (previous digit) and is next added into after the
-      // barrier below: clear it now.
-      int* const other_half = cluster_histogram + (buffer ^ 1) * kBins;
-      for (int b = tid; b < kBins; b += kThreads) other_half[b] = 0;
-      cluster.sync();  // every CTA's additions into this half are visible
-      const RadixBucket bucket =
-          Bucket(temp.bucket).find([&](int digit) { return half[digit]; }, take);
-      prefix |= static_cast<Bits>(static_cast<Bits>(bucket.digit) << shift);
-      mask |= static_cast<Bits>(digit_mask << shift);
-      take = bucket.remaining;
-      if (bucket.remaining == bucket.count) break;
-    }
-    tied_min = prefix;  // >= bucket_min >= 1 for any first digit of 8 bits or more
-    tied_max = static_cast<Bits>(prefix | ~mask);
-    above_total = args.k - take;
-  }
-  const int selected = above_total + take;
-
   // Number the above keys and the candidates (or ties) in position order. Thread t owns
   // `chunks` chunks of `chunk_groups` consecutive groups (at most 32 positions) from group
   // chunks * chunk_groups * t on, and classifies each into two bit masks (bit i: position i of
@@ -374,10 +350,85 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
     }
     return masks;
   };
-  // The first two chunks' masks stay in registers for the write loop (a 16K-key cached segment is
-  // one chunk per thread, a 32K-key uncached one two), so only longer runs classify a chunk twice.
+  // The first two chunks' masks stay in registers for the passes and the write loop (a 16K-key
+  // cached segment is one chunk per thread, a 32K-key uncached one two), so only longer runs
+  // classify a chunk twice.
   constexpr int kKeptChunks = 2;
   ChunkMasks kept[kKeptChunks];
+  // Candidates of the bucket go to the first CTA, which picks `take` of them.
+  constexpr bool kRefine = kFinish == BucketFinish::kRefine;
+  const bool refine_candidates = kRefine && take > 0 && first.count <= kCapacity;
+  // Keys of the bucket, when its take is still open and the refine does not run, go through
+  // further radix passes with cluster-wide histograms until `take` is the whole bucket or all
+  // bits are fixed; the ties left are then taken in position order. Too many candidates (e.g.
+  // many equal scores) or a launch shape without the refine lead here. The push above left
+  // local_histogram zero.
+  const bool passes = take > 0 && !refine_candidates;
+  // kSparsePasses, when every thread holds whole chunks and their masks fit in registers: the
+  // first digit's classification comes first, and the passes then visit the bucket's keys alone
+  // (about 2 % of a normal segment) instead of the whole segment each time.
+  const bool sparse_passes = kFinish == BucketFinish::kSparsePasses && passes && chunks <= kKeptChunks &&
+                             chunk_groups == kChunkGroups;
+  if (sparse_passes) {
+#pragma unroll
+    for (int c = 0; c < kKeptChunks; ++c) kept[c] = c < chunks ? classify_chunk(c) : ChunkMasks{0u, 0u};
+  }
+  // Calls f(key, bit, c) for each key of the first digit's bucket that this thread's chunk c holds.
+  const auto for_each_bucket_key = [&](auto&& f) {
+#pragma unroll
+    for (int c = 0; c < kKeptChunks; ++c) {
+      const int chunk_begin = (run_first + c * chunk_groups) * kVec;
+      for (unsigned bits = kept[c].tied; bits != 0; bits &= bits - 1) {
+        const int i = chunk_begin + __ffs(bits) - 1;
+        f(cached ? cache[i] : key_of(i, seg_scores[i]), bits & (0u - bits), c);
+      }
+    }
+  };
+  if (passes) {
+    Bits prefix = bucket_min, mask = static_cast<Bits>(~((Bits(1) << kFirstShift) - 1u));
+    for (int shift = kFirstShift, buffer = 0; shift > 0; buffer ^= 1) {
+      const int width = shift < Policy::kDigitBits ? shift : Policy::kDigitBits;
+      shift -= width;
+      const Bits digit_mask = static_cast<Bits>((1u << width) - 1u);
+      const auto count = [&](Bits key) {
+        if (key != Key::kInvalid && (key & mask) == prefix) atomicAdd(&local_histogram[(key >> shift) & digit_mask], 1);
+      };
+      if (sparse_passes) {
+        for_each_bucket_key([&](Bits key, unsigned, int) { count(key); });
+      } else {
+        for (int g = tid; g < num_groups; g += kThreads) {
+          const Keys keys = group_keys(g);
+#pragma unroll
+          for (int e = 0; e < kVec; ++e) count(keys.data[e]);
+        }
+      }
+      __syncthreads();  // local_histogram complete
+      int* const half = later_histogram + buffer * kBins;
+      push_histogram(half, kBins);
+      // Our other half was last read by us (previous digit) and is next added into after the
+      // barrier below: clear it now.
+      int* const other_half = later_histogram + (buffer ^ 1) * kBins;
+      for (int b = tid; b < kBins; b += kThreads) other_half[b] = 0;
+      cluster.sync();  // every CTA's additions into this half are visible
+      const RadixBucket bucket =
+          Bucket(temp.bucket).find([&](int digit) { return half[digit]; }, take);
+      prefix |= static_cast<Bits>(static_cast<Bits>(bucket.digit) << shift);
+      mask |= static_cast<Bits>(digit_mask << shift);
+      take = bucket.remaining;
+      if (bucket.remaining == bucket.count) break;
+    }
+    tied_min = prefix;  // >= bucket_min >= 1 for any first digit of 8 bits or more
+    tied_max = static_cast<Bits>(prefix | ~mask);
+    above_total = args.k - take;
+  }
+  if (sparse_passes) {  // the bucket's keys, reclassified against the final range
+    for_each_bucket_key([&](Bits key, unsigned bit, int c) {
+      if (key > tied_max) kept[c].above |= bit;
+      if (key > tied_max || key < tied_min) kept[c].tied &= ~bit;
+    });
+  }
+  const int selected = above_total + take;
+
   int above_count = 0, tied_count = 0;
   const auto count_chunk = [&](const ChunkMasks& masks) {
     above_count += __popc(masks.above);
@@ -385,7 +436,7 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
   };
 #pragma unroll
   for (int c = 0; c < kKeptChunks; ++c) {
-    kept[c] = c < chunks ? classify_chunk(c) : ChunkMasks{0u, 0u};
+    if (!sparse_passes) kept[c] = c < chunks ? classify_chunk(c) : ChunkMasks{0u, 0u};
     count_chunk(kept[c]);
   }
   for (int c = kKeptChunks; c < chunks; ++c) count_chunk(classify_chunk(c));
@@ -393,10 +444,12 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
   CountScan(scan_storage)
       .ExclusiveSum(static_cast<unsigned long long>(tied_count) << 32 | static_cast<unsigned>(above_count), before,
                     cta_total);
-  if (tid == 0) cta_counts = cta_total;
-  cluster.sync();  // cta_counts visible to the cluster
-  if (tid < 32) {  // lane r reads CTA r's counts (a cluster has at most 16 CTAs)
-    unsigned long long earlier = tid < rank ? *cluster.map_shared_rank(&cta_counts, tid) : 0ull;
+  // Pushed, not read by the peers afterwards: no CTA touches another's shared memory after the
+  // barrier below except the candidate buffer of the first CTA.
+  if (tid > rank && tid < cluster_size) *cluster.map_shared_rank(&earlier_counts[rank], tid) = cta_total;
+  cluster.sync();  // earlier_counts complete
+  if (tid < 32) {  // lane r adds CTA r's counts (a cluster has at most 16 CTAs)
+    unsigned long long earlier = tid < rank ? earlier_counts[tid] : 0ull;
 #pragma unroll
     for (int offset = 16; offset >= 1; offset /= 2) earlier += __shfl_xor_sync(0xFFFFFFFFu, earlier, offset);
     if (tid == 0) {
@@ -429,41 +482,44 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
 #pragma unroll
   for (int c = 0; c < kKeptChunks; ++c) write_chunk(c, kept[c]);  // empty masks past `chunks`
   for (int c = kKeptChunks; c < chunks; ++c) write_chunk(c, classify_chunk(c));
-  // Peers read our cta_counts and the first CTA's candidates are complete once all have arrived.
-  auto written = cluster.barrier_arrive();
   for (int j = selected + rank * kThreads + tid; j < args.k; j += cluster_size * kThreads) {
     output.pad(j);
   }
   if (args.counts && rank == 0 && tid == 0) args.counts[row] = selected;
-  cluster.barrier_wait(std::move(written));
-  if (!refine_candidates || rank != 0) return;
+  if constexpr (kRefine) {
+    if (!refine_candidates) return;
+    // The first CTA's candidates are complete once every CTA has arrived. The others leave at
+    // once: an exited thread counts as arrived, and nobody reads their shared memory any more.
+    auto written = cluster.barrier_arrive();
+    if (rank != 0) return;
+    cluster.barrier_wait(std::move(written));
 
-  // The first CTA picks `take` of the bucket's candidates, which agree on the first digit; ties
-  // go to the lower buffer index, that is the lower position.
-  constexpr int kItems = kCapacity / kThreads;
-  Bits keys[kItems];
-  int positions[kItems], slots[kItems];
+    // The first CTA picks `take` of the bucket's candidates, which agree on the first digit; ties
+    // go to the lower buffer index, that is the lower position.
+    constexpr int kItems = kCapacity / kThreads;
+    Bits keys[kItems];
+    int positions[kItems], slots[kItems];
 #pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    const int c = tid * kItems + i;
-    keys[i] = c < first.count ? exchange.candidates.keys[c] : Key::kInvalid;
-    positions[i] = c < first.count ? exchange.candidates.positions[c] : -1;
+    for (int i = 0; i < kItems; ++i) {
+      const int c = tid * kItems + i;
+      keys[i] = c < first.count ? exchange.candidates.keys[c] : Key::kInvalid;
+      positions[i] = c < first.count ? exchange.candidates.positions[c] : -1;
+    }
+    __syncthreads();  // the candidates are in registers: their buffer becomes the refine's storage
+    CandidateTopK(*reinterpret_cast<typename CandidateTopK::TempStorage*>(&exchange))
+        .SelectLargestKeys(keys, slots, take, kFirstShift);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i)
+      if (slots[i] >= 0) output.select(above_total + slots[i], positions[i]);
   }
-  __syncthreads();  // the candidates are in registers: their buffer becomes the refine's storage
-  CandidateTopK(*reinterpret_cast<typename CandidateTopK::TempStorage*>(&exchange))
-      .SelectLargestKeys(keys, slots, take, kFirstShift);
-#pragma unroll
-  for (int i = 0; i < kItems; ++i)
-    if (slots[i] >= 0) output.select(above_total + slots[i], positions[i]);
 }
 
 // One cluster per row.
-template <typename ScoreT, typename Policy>
+template <typename ScoreT, typename Policy, BucketFinish kFinish>
 __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
-    cluster_select_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool refine,
-                          bool vectorized) {
+    cluster_select_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool vectorized) {
   const int row = static_cast<int>(blockIdx.x / cooperative_groups::this_cluster().num_blocks());
-  select_row_in_cluster<ScoreT, Policy>(args, row, segment, cached, refine, vectorized);
+  select_row_in_cluster<ScoreT, Policy, kFinish>(args, row, segment, cached, vectorized);
 }
 
 }  // namespace detail

@@ -415,8 +415,8 @@ struct SmallCandidatePolicy : BatchedTopKPolicy {
 };
 
 TEST_CASE_TEMPLATE("BatchedTopK candidate buckets that fit and overflow", T, float, half, __nv_bfloat16) {
-  // 8 rows of 16K-key segments, one wave: fp32 refines in the first CTA, 16-bit keys take the
-  // cluster-wide passes; 64 rows (more than a wave) refine in every dtype.
+  // 8 rows of 16K-key segments, one wave: the cluster-wide passes; 64 rows (more than a wave)
+  // refine in the first CTA.
   check_candidate_buckets<T, BatchedTopKPolicy>(131072, 5000);
   check_candidate_buckets<T, BatchedTopKPolicy>(131072, 5000, 8);
   check_candidate_buckets<T, BatchedTopKPolicy>(24000, 5000);  // 8 CTAs of 3000 keys: small-segment CTAs

@@ -59,7 +59,7 @@ struct BatchedTopKPolicy {
   static constexpr int kCandidateCapacity = 2560;
   // Segments of fewer keys skip that refine and use the cluster-wide passes: re-scanning a few
   // thousand keys in shared memory is cheaper than the refine's barriers and block-wide passes.
-  // So do 16-bit keys in one wave (topk_launch_shape).
+  // So do launches that fit one wave, where the passes are short (topk_launch_shape).
   // Measured on H200 (bench/RESULTS.md, session 11): 8 x 32K (4K-key segments) 16.7 -> 13.5 us
   // fp32, 128 x 6000 16.0 -> 14.8, 256 x 8K 21.4 -> 20.3; 16K-key segments keep the refine
   // (64 x 128K fp32 44.7 against 51.0 without it).

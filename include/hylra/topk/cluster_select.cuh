@@ -13,8 +13,8 @@
 //    them with BlockTopK (ties to the lower position) and writes them after the others. For a
 //    normal row T holds ~2 % of the keys, so per key the kernel does one load, one atomic and two
 //    compares; the write loop visits set mask bits only.
-// When T holds more candidates than the buffer (many equal scores), segments are small, or 16-bit
-// keys run in one wave (one more pass then beats the refine), the cluster instead refines T with
+// When T holds more candidates than the buffer (many equal scores), segments are small, or the
+// launch fits one wave and its passes are short, the cluster instead refines T with
 // further radix passes (8-bit digits) and the classify pass writes the ties directly. The choice
 // comes from the cluster-wide histogram and the launch shape (TopKLaunchShape::refine, which picks
 // the kernel's BucketFinish), the same in every CTA. Global traffic: the row read once, k outputs
@@ -67,11 +67,13 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
           (fits_one_wave(2 * cluster) && segment(2 * cluster) >= P::kMinSegmentKeys)))
     cluster *= 2;
   // The refine frees the other CTAs' slots early, which pays when clusters queue for slots. In
-  // one wave, 16-bit keys need a single cluster-wide pass after the first digit, cheaper than
-  // the refine (measured on H200: 1 x 128K bf16 14.7 against 15.7 us; fp32, three passes: 16.3
-  // against 15.2; bench/RESULTS.md).
+  // one wave the cluster-wide passes are cheaper where they are short: one pass for 16-bit keys
+  // (H200, bench/RESULTS.md session 11: 1 x 128K bf16 14.7 against 15.7 us), and fp32 segments
+  // of up to 64 keys per thread, whose passes visit only the k-th bucket's keys (session 14:
+  // 8 x 128K 15.2 against 15.8). Longer fp32 segments would re-scan theirs three times.
   const int keys = segment(cluster);
-  const bool refine = keys >= P::kMinRefineSegmentKeys && (sizeof(Bits) > 2 || !fits_one_wave(cluster));
+  const bool short_passes = sizeof(Bits) == 2 || keys <= 64 * P::kThreads;
+  const bool refine = keys >= P::kMinRefineSegmentKeys && !(fits_one_wave(cluster) && short_passes);
   return {cluster, keys, bytes(cluster) <= P::kMaxSegmentBytes, refine};
 }
 

@@ -267,7 +267,8 @@ class BatchedTopK {
     using detail::BucketFinish;
     // Small segments have at most 16 keys per thread: never the refine, never sparse passes.
     static_assert(Policy::kSmallSegmentKeys < Policy::kMinRefineSegmentKeys, "the small-segment kernel never refines");
-    static_assert(Policy::kSmallSegmentKeys / Policy::kSmallSegmentThreads < 32, "... nor visits sparse chunks");
+    static_assert(Policy::kSmallSegmentKeys / Policy::kSmallSegmentThreads < detail::kChunkKeys,
+                  "the small-segment kernel never holds a whole chunk of keys per thread");
     if (shape.segment <= Policy::kSmallSegmentKeys)
       return launch_cluster_kernel<detail::SmallSegmentPolicy<Policy>, BucketFinish::kPasses>(args, shape, vectorized,
                                                                                             misled, stream);

@@ -48,6 +48,13 @@ struct TopKLaunchShape {
   bool refine;  // candidates of the k-th bucket refined by the first CTA (else cluster-wide passes)
 };
 
+// The classify pass gives each thread chunks of up to kChunkKeys consecutive keys (one 32-bit mask
+// each) and keeps the masks of its first kKeptChunks chunks in registers: only longer runs classify
+// a chunk twice, and up to kKeptChunks * kChunkKeys keys per thread the radix passes can visit the
+// k-th bucket's keys alone (BucketFinish::kSparsePasses).
+constexpr int kChunkKeys = 32;
+constexpr int kKeptChunks = 2;
+
 template <typename ScoreT, typename P>
 TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
   using Bits = typename RadixKey<ScoreT>::Bits;
@@ -72,7 +79,7 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
   // of up to 64 keys per thread, whose passes visit only the k-th bucket's keys (session 14:
   // 8 x 128K 15.2 against 15.8). Longer fp32 segments would re-scan theirs three times.
   const int keys = segment(cluster);
-  const bool short_passes = sizeof(Bits) == 2 || keys <= 64 * P::kThreads;
+  const bool short_passes = sizeof(Bits) == 2 || keys <= kKeptChunks * kChunkKeys * P::kThreads;
   const bool refine = keys >= P::kMinRefineSegmentKeys && !(fits_one_wave(cluster) && short_passes);
   return {cluster, keys, bytes(cluster) <= P::kMaxSegmentBytes, refine};
 }
@@ -193,6 +200,7 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
   const int interior_end = (recent_begin - seg_begin < seg_len ? recent_begin - seg_begin : seg_len);
   const auto interior = [&](int g) { return g * kVec >= interior_begin && (g + 1) * kVec <= interior_end; };
   // Keys of positions [g * kVec, (g + 1) * kVec) of the segment; kInvalid past its end.
+  const auto key_at = [&](int i) { return cached ? cache[i] : key_of(i, seg_scores[i]); };
   const auto group_keys = [&](int g) {
     Keys keys;
     if (cached) return Keys::load(cache + g * kVec);
@@ -304,7 +312,7 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
   // its first slots; the write loop then visits only the set bits, so a warp spends time on
   // selected keys alone. Small segments get short chunks so that every thread has some: 1024
   // fp32 keys are 256 chunks of one group, not 32 chunks of eight left to a single warp.
-  constexpr int kChunkGroups = 32 / kVec;  // the most groups one 32-bit mask covers
+  constexpr int kChunkGroups = kChunkKeys / kVec;  // the most groups one 32-bit mask covers
   static_assert(kChunkGroups == 4 || kChunkGroups == 8, "16-byte groups of 16- or 32-bit keys");
   const int groups_per_thread = (num_groups + kThreads - 1) / kThreads;
   const int chunk_groups =
@@ -352,10 +360,8 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
     }
     return masks;
   };
-  // The first two chunks' masks stay in registers for the passes and the write loop (a 16K-key
-  // cached segment is one chunk per thread, a 32K-key uncached one two), so only longer runs
-  // classify a chunk twice.
-  constexpr int kKeptChunks = 2;
+  // The kept chunks' masks, for the passes and the write loop (a 16K-key cached segment is one
+  // chunk per thread, a 32K-key one two).
   ChunkMasks kept[kKeptChunks];
   // Candidates of the bucket go to the first CTA, which picks `take` of them.
   constexpr bool kRefine = kFinish == BucketFinish::kRefine;
@@ -382,7 +388,7 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
       const int chunk_begin = (run_first + c * chunk_groups) * kVec;
       for (unsigned bits = kept[c].tied; bits != 0; bits &= bits - 1) {
         const int i = chunk_begin + __ffs(bits) - 1;
-        f(cached ? cache[i] : key_of(i, seg_scores[i]), bits & (0u - bits), c);
+        f(key_at(i), bits & (0u - bits), c);
       }
     }
   };
@@ -473,7 +479,7 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
     for (unsigned bits = masks.tied; bits != 0; bits &= bits - 1) {
       const int i = chunk_begin + __ffs(bits) - 1;
       if (refine_candidates) {
-        candidate_keys[next_tied] = cached ? cache[i] : key_of(i, seg_scores[i]);
+        candidate_keys[next_tied] = key_at(i);
         candidate_positions[next_tied++] = seg_begin + i;
       } else {
         if (next_tied < take) output.select(above_total + next_tied, seg_begin + i);

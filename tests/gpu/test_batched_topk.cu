@@ -276,6 +276,13 @@ void check_options() {
   Case unaligned{4, 1001, 100, Pattern::kFewValues};
   unaligned.stride_pad = 3;
   check_case<T, Policy>(unaligned, rng);
+  // Long unaligned rows: the 512-thread kernels that read as the run-time flags say
+  // (SegmentAccess::kAny), with the sparse passes (one row: one wave) and the refine (40 rows).
+  for (int rows : {1, 40}) {
+    Case long_unaligned{rows, 131072, 2048};
+    long_unaligned.stride_pad = 1;
+    check_case<T, Policy>(long_unaligned, rng);
+  }
   Case forced{6, 8192, 256, Pattern::kSpecials};
   forced.sinks = 4;
   forced.recent = 64;

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "hylra/core/dtype.hpp"
 #include "hylra/core/launch.hpp"
@@ -306,10 +307,20 @@ class BatchedTopK {
             cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1)));
       return cuda_status(cudaLaunchKernelEx(&config, kernel, kernel_args...));
     };
-    return misled ? launch(detail::misled_rows_kernel<ScoreT, KernelPolicy, kFinish>, args, *misled, shape.segment,
-                           shape.cached, vectorized)
-                  : launch(detail::cluster_select_kernel<ScoreT, KernelPolicy, kFinish>, args, shape.segment, shape.cached,
-                           vectorized);
+    const auto launch_for = [&](auto access) {
+      constexpr detail::SegmentAccess kAccess = decltype(access)::value;
+      return misled ? launch(detail::misled_rows_kernel<ScoreT, KernelPolicy, kFinish, kAccess>, args, *misled,
+                             shape.segment, shape.cached, vectorized)
+                    : launch(detail::cluster_select_kernel<ScoreT, KernelPolicy, kFinish, kAccess>, args, shape.segment,
+                             shape.cached, vectorized);
+    };
+    using detail::SegmentAccess;
+    // The refine's kernel reads as the flags say even in the common case: specialised, it ran
+    // 1.0-1.4 us slower in bf16 on launches of several waves (H200, bench/RESULTS.md, session 15).
+    if constexpr (kFinish != detail::BucketFinish::kRefine)
+      if (shape.cached && vectorized)
+        return launch_for(std::integral_constant<SegmentAccess, SegmentAccess::kCachedVectorized>{});
+    return launch_for(std::integral_constant<SegmentAccess, SegmentAccess::kAny>{});
   }
 };
 

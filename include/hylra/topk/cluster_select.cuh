@@ -95,6 +95,15 @@ TopKLaunchShape topk_launch_shape(int num_rows, int num_cols, int num_sms) {
 //   to 64 keys (located by the classify masks, computed first); other segments re-scan.
 enum class BucketFinish { kRefine, kPasses, kSparsePasses };
 
+// How a cluster kernel reads its segment: another compile-time choice, so that the common case's
+// kernel carries no code for the others. In one wave these kernels are latency-bound, and their
+// unused code costs time (H200, bench/RESULTS.md session 15: a third of the instructions,
+// 0.2-0.6 us less on launches of one wave).
+// * kCachedVectorized: keys cached in shared memory, rows read with 16-byte loads.
+// * kAny: as TopKLaunchShape::cached and rows_vectorized say, at run time: segments of more than
+//   kMaxSegmentBytes of keys, rows not 16-byte aligned, and the refine's kernel (run() says why).
+enum class SegmentAccess { kCachedVectorized, kAny };
+
 // The policy of the kernel that run() launches for segments of at most kSmallSegmentKeys keys.
 template <typename Policy>
 struct SmallSegmentPolicy : Policy {
@@ -131,12 +140,16 @@ union alignas(16) TopKExchange {
 
 // Selects row `row` in the calling cluster (of Policy::kThreads-thread CTAs), CTA r owning
 // positions [r * segment, (r + 1) * segment). Dynamic shared memory: a TopKExchange, then the
-// segment's keys when `cached`. In sorted mode it writes untranslated positions only;
-// sort_rows_kernel then orders them, translates them and writes the values.
-template <typename ScoreT, typename Policy, BucketFinish kFinish>
-HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args, int row, int segment, bool cached,
-                                        bool vectorized) {
+// segment's keys when cached. With SegmentAccess::kAny, `cached_keys` and `vectorized_rows` say
+// how the segment is read; kCachedVectorized ignores them. In sorted mode it writes untranslated
+// positions only; sort_rows_kernel then orders them, translates them and writes the values.
+template <typename ScoreT, typename Policy, BucketFinish kFinish, SegmentAccess kAccess>
+HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args, int row, int segment,
+                                        bool cached_keys, bool vectorized_rows) {
   namespace cg = cooperative_groups;
+  constexpr bool kCommonAccess = kAccess == SegmentAccess::kCachedVectorized;
+  const bool cached = kCommonAccess || cached_keys;
+  const bool vectorized = kCommonAccess || vectorized_rows;
   constexpr int kThreads = Policy::kThreads;
   constexpr int kVec = kVecElems<ScoreT>;
   constexpr int kUnroll = Policy::kLoadUnroll;
@@ -523,11 +536,11 @@ HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args
 }
 
 // One cluster per row.
-template <typename ScoreT, typename Policy, BucketFinish kFinish>
+template <typename ScoreT, typename Policy, BucketFinish kFinish, SegmentAccess kAccess>
 __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
     cluster_select_kernel(const BatchedTopKArguments<ScoreT> args, int segment, bool cached, bool vectorized) {
   const int row = static_cast<int>(blockIdx.x / cooperative_groups::this_cluster().num_blocks());
-  select_row_in_cluster<ScoreT, Policy, kFinish>(args, row, segment, cached, vectorized);
+  select_row_in_cluster<ScoreT, Policy, kFinish, kAccess>(args, row, segment, cached, vectorized);
 }
 
 }  // namespace detail

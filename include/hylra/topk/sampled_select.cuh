@@ -489,7 +489,7 @@ __global__ void __launch_bounds__(Policy::kThreads, 1)
 // the other rows' clusters exit at once. (One wave of clusters looping over the rows measured
 // no faster without such rows and slower with many, bench/RESULTS.md.) Policy may be the
 // small-segment variant of the sampled method's policy; the candidate capacity is the same.
-template <typename ScoreT, typename Policy, BucketFinish kFinish>
+template <typename ScoreT, typename Policy, BucketFinish kFinish, SegmentAccess kAccess>
 __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
     misled_rows_kernel(const BatchedTopKArguments<ScoreT> args, SampledWorkspace<ScoreT> workspace, int segment,
                        bool cached, bool vectorized) {
@@ -499,7 +499,7 @@ __global__ void __launch_bounds__(Policy::kThreads, Policy::kCtasPerSm)
 #endif
   const int row = static_cast<int>(blockIdx.x / cooperative_groups::this_cluster().num_blocks());
   if (sample_misled(workspace.counts[row], workspace.thresholds[row] == 1, args.k, Policy::kSampledCapacity))
-    select_row_in_cluster<ScoreT, Policy, kFinish>(args, row, segment, cached, vectorized);
+    select_row_in_cluster<ScoreT, Policy, kFinish, kAccess>(args, row, segment, cached, vectorized);
 }
 
 // The sampled method's launch plan; a function of host values only.

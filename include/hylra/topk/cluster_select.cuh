@@ -140,16 +140,16 @@ union alignas(16) TopKExchange {
 
 // Selects row `row` in the calling cluster (of Policy::kThreads-thread CTAs), CTA r owning
 // positions [r * segment, (r + 1) * segment). Dynamic shared memory: a TopKExchange, then the
-// segment's keys when cached. With SegmentAccess::kAny, `cached_keys` and `vectorized_rows` say
-// how the segment is read; kCachedVectorized ignores them. In sorted mode it writes untranslated
-// positions only; sort_rows_kernel then orders them, translates them and writes the values.
+// segment's keys when cached. With SegmentAccess::kAny, `cached` and `vectorized` say how the
+// segment is read; kCachedVectorized sets both (set, not shadowed by new constants, so that the
+// kAny kernels compile to the code they had before the parameter). In sorted mode it writes
+// untranslated positions only; sort_rows_kernel then orders them, translates them and writes the
+// values.
 template <typename ScoreT, typename Policy, BucketFinish kFinish, SegmentAccess kAccess>
 HYLRA_DEVICE void select_row_in_cluster(const BatchedTopKArguments<ScoreT>& args, int row, int segment,
-                                        bool cached_keys, bool vectorized_rows) {
+                                        bool cached, bool vectorized) {
   namespace cg = cooperative_groups;
-  constexpr bool kCommonAccess = kAccess == SegmentAccess::kCachedVectorized;
-  const bool cached = kCommonAccess || cached_keys;
-  const bool vectorized = kCommonAccess || vectorized_rows;
+  if constexpr (kAccess == SegmentAccess::kCachedVectorized) cached = vectorized = true;
   constexpr int kThreads = Policy::kThreads;
   constexpr int kVec = kVecElems<ScoreT>;
   constexpr int kUnroll = Policy::kLoadUnroll;

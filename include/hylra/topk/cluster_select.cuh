@@ -98,7 +98,7 @@ enum class BucketFinish { kRefine, kPasses, kSparsePasses };
 // How a cluster kernel reads its segment: another compile-time choice, so that the common case's
 // kernel carries no code for the others. In one wave these kernels are latency-bound, and their
 // unused code costs time (H200, bench/RESULTS.md session 15: a third of the instructions,
-// 0.2-0.6 us less on launches of one wave).
+// 0.3-1.2 us less on launches of one wave; waiting for instructions was their largest stall).
 // * kCachedVectorized: keys cached in shared memory, rows read with 16-byte loads.
 // * kAny: as TopKLaunchShape::cached and rows_vectorized say, at run time: segments of more than
 //   kMaxSegmentBytes of keys, rows not 16-byte aligned, and the refine's kernel (run() says why).
